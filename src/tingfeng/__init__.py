@@ -1,0 +1,3 @@
+"""Tingfeng (听风): online public-opinion monitoring and response."""
+
+__version__ = "0.1.0"

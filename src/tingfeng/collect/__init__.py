@@ -1,0 +1,1 @@
+"""Collecting: the fetcher, the connectors, the scheduler and source health."""

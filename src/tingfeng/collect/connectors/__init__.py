@@ -1,0 +1,1 @@
+"""Connectors: one module per kind of source, all behind the contract in `base`."""

@@ -1,0 +1,136 @@
+"""The one place that reads the environment and the configuration file.
+
+Every other module receives a `Settings` object. Each setting has a default and a help line;
+`docs/configuration.md` is checked against this list by the test suite.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "TINGFENG_CONFIG"
+DEFAULT_CONFIG_FILE = "tingfeng.toml"
+
+
+class Settings(BaseSettings):
+    """Tingfeng's configuration: environment `TINGFENG_<NAME>`, then `tingfeng.toml`, then defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="TINGFENG_", extra="forbid", frozen=False)
+
+    database_url: str = Field(
+        "sqlite:///var/tingfeng.db",
+        description="SQLAlchemy URL of the database: sqlite:///FILE (embedded) or "
+        "postgresql+psycopg://USER:PASS@HOST/DB (scale-out).",
+    )
+    queue_url: str = Field(
+        "",
+        description="Work queue: empty for the embedded queue (a SQLite file beside the data "
+        "directory, durable across restarts), or redis://HOST:PORT/DB for scale-out.",
+    )
+    data_dir: Path = Field(
+        Path("var"), description="Directory for the embedded queue file and other local state."
+    )
+    default_timezone: str = Field(
+        "Asia/Shanghai",
+        description="Time zone for sources that give local times without one (a source may set "
+        "its own). Times are stored in UTC.",
+    )
+    web_host: str = Field("127.0.0.1", description="Address the web server listens on.")
+    web_port: int = Field(8000, description="Port the web server listens on.")
+    workers: int = Field(2, description="Worker threads of the embedded queue consumer.")
+    scheduler_tick_s: float = Field(
+        1.0, description="How often the scheduler looks for sources that are due, in seconds."
+    )
+    fetch_user_agent: str = Field(
+        "Tingfeng/0.1 (+public-opinion monitoring; respects robots.txt)",
+        description="User-Agent sent with every request; also the name matched in robots.txt.",
+    )
+    fetch_connect_timeout_s: float = Field(10.0, description="Connect timeout per request.")
+    fetch_read_timeout_s: float = Field(
+        30.0, description="Read timeout per request (no byte for this long fails the request)."
+    )
+    fetch_total_timeout_s: float = Field(
+        60.0, description="Upper bound on one request including a slow trickle of bytes."
+    )
+    fetch_max_bytes: int = Field(
+        10 * 1024 * 1024, description="Largest response body accepted; larger ones are refused."
+    )
+    fetch_max_redirects: int = Field(5, description="Redirects followed before giving up.")
+    fetch_retries: int = Field(
+        2, description="Retries after a timeout, connection error, 429 or 5xx (exponential backoff)."
+    )
+    fetch_backoff_s: float = Field(1.0, description="First retry delay; doubles each retry, with jitter.")
+    fetch_per_host_concurrency: int = Field(2, description="Parallel requests to one host at most.")
+    fetch_per_host_interval_s: float = Field(
+        1.0, description="Minimum seconds between the starts of two requests to one host."
+    )
+    fetch_respect_robots: bool = Field(True, description="Obey robots.txt of every site.")
+    fetch_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Private networks user-supplied URLs may reach, e.g. [\"127.0.0.0/8\"]. "
+        "Empty: private, loopback, link-local and metadata addresses are refused.",
+    )
+    segment_user_dict: Path | None = Field(
+        None,
+        description="Extra words for Chinese segmentation, one per line (word [freq] [tag]).",
+    )
+    dedup_threshold: float = Field(
+        0.7, description="Jaccard similarity of character shingles above which posts are near-duplicates."
+    )
+    dedup_num_perm: int = Field(64, description="MinHash permutations for near-duplicate detection.")
+    dedup_window_posts: int = Field(
+        200_000,
+        description="Near-duplicate memory: how many recent posts are compared against (bounds RAM).",
+    )
+    dedup_min_chars: int = Field(
+        8, description="Posts shorter than this (after stripping repost chains) only get exact matching."
+    )
+    ingest_batch_size: int = Field(1000, description="Posts analysed and stored per transaction.")
+    log_level: str = Field("INFO", description="Logging level.")
+
+    @field_validator("fetch_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE)
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file),
+        )
+
+    @property
+    def is_embedded_queue(self) -> bool:
+        return not self.queue_url
+
+    @property
+    def queue_file(self) -> Path:
+        return self.data_dir / "queue.db"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and the configuration file, with explicit overrides on top."""
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**clean)
