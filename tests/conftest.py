@@ -1,4 +1,5 @@
-"""Shared fixtures: loopback HTTP servers, settings that allow loopback, databases."""
+"""Shared fixtures: loopback HTTP servers, settings that allow loopback, databases, and real
+private PostgreSQL/Redis servers (tests/servers.py) started once per run."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import servers
 from tests.loopback import LoopbackServer
 from tingfeng.settings import Settings
 
@@ -28,3 +30,109 @@ def settings(tmp_path) -> Settings:
         fetch_read_timeout_s=5.0,
         fetch_total_timeout_s=10.0,
     )
+
+
+# --- real private servers: PostgreSQL and Redis on 127.0.0.1 (see tests/servers.py) ---------
+
+PG_FIXTURES = {"postgres_server", "postgres_url", "fresh_postgres_db"}
+REDIS_FIXTURES = {"redis_server", "redis_url", "fresh_redis_url"}
+
+
+def _start(server_cls):
+    """Construct and start a server; a missing binary or failed start fails the tests using it."""
+    servers.install_signal_cleanup()
+    try:
+        server = server_cls()
+    except servers.ServerError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        server.start()
+    except servers.ServerError as e:
+        server.close()
+        pytest.fail(str(e), pytrace=False)
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[servers.PostgresServer]:
+    """The run's private PostgreSQL server (start/stop/kill/restart for fault tests)."""
+    server = _start(servers.PostgresServer)
+    try:
+        server.create_database("tingfeng_test")
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: servers.PostgresServer) -> str:
+    """URL of database `tingfeng_test`, shared by the whole run (tests must clean up)."""
+    return postgres_server.url("tingfeng_test")
+
+
+@pytest.fixture
+def fresh_postgres_db(postgres_server: servers.PostgresServer) -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database for this test only; dropped afterwards."""
+    if not postgres_server.running:  # a fault test left it down
+        postgres_server.start()
+    name = postgres_server.create_database()
+    try:
+        yield postgres_server.url(name)
+    finally:
+        if not postgres_server.running:
+            postgres_server.start()
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[servers.RedisServer]:
+    """The run's private Redis server (start/stop/kill/restart for fault tests)."""
+    server = _start(servers.RedisServer)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: servers.RedisServer) -> str:
+    """redis://127.0.0.1:PORT/0 of the run's Redis server, shared by the whole run."""
+    return redis_server.url
+
+
+@pytest.fixture
+def fresh_redis_url(redis_server: servers.RedisServer) -> str:
+    """The Redis URL, with the server running and all its data flushed before this test."""
+    if not redis_server.running:  # a fault test left it down
+        redis_server.start()
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def db_url(request, tmp_path) -> str:
+    """A fresh, empty database for this test: run once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    return request.getfixturevalue("fresh_postgres_db")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark tests using the servers `postgres`/`redis`, so `-m 'not postgres'` deselects them."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & PG_FIXTURES:
+            item.add_marker(pytest.mark.postgres)
+        if names & REDIS_FIXTURES:
+            item.add_marker(pytest.mark.redis)

@@ -41,3 +41,14 @@ class RawItem:
     likes: int | None = None
     views: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ItemError:
+    """A row or entry that could not be read; connectors yield it and carry on.
+
+    `where` locates it for a person ("line 1204", "entry 7 of feed"), `message` says what is wrong.
+    """
+
+    where: str
+    message: str

@@ -1,0 +1,46 @@
+# Tingfeng: the two commands to know are `make demo` and `make test`.
+# Everything runs from .venv/bin/..., so no virtualenv activation is needed.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+VENV := .venv
+BIN := $(VENV)/bin
+PY_SOURCES := src tests bench
+PYTEST_ARGS ?=
+
+.PHONY: all install install-system install-python test lint format demo run bench clean
+
+all: lint test  ## bare `make`: lint, then the whole test suite
+
+install: install-system install-python  ## system packages (apt) and the Python venv
+
+install-system:
+	@bash scripts/install-system.sh
+
+install-python:
+	@bash scripts/install-python.sh
+
+test: install  ## install everything, lint, run the whole test suite
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: install-python
+	$(BIN)/ruff check $(PY_SOURCES)
+
+format: install-python
+	$(BIN)/ruff check --fix $(PY_SOURCES)
+	$(BIN)/ruff format $(PY_SOURCES)
+
+demo: install  ## install everything and start the service with demo data
+	$(BIN)/tingfeng demo
+
+run: install-python
+	$(BIN)/tingfeng serve
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache src/*.egg-info
+	find $(PY_SOURCES) -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,223 @@
+"""Benchmarks: `python -m bench` (or `make bench`).
+
+1. Ingest: the CED cascades (1.27 M reposts) end to end into a fresh SQLite database, with
+   posts/s, peak RSS and time per stage; the baseline in the same run is a bare `executemany`
+   of the same number of rows into SQLite (what storage alone costs).
+2. Search: p50/p95 latency of 2-character, 4-character and multi-term queries (first page and
+   count), each against a brute-force substring scan of the same posts in the same run, with
+   recall against that scan (must be 100%).
+
+Prints a table, writes JSON to bench/results/, records the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CED = ROOT.parent / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+FLOORS = {"posts_per_s": 5000.0, "search_p95_ms": 50.0, "recall": 1.0}
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import psutil
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "sqlite": sqlite3.sqlite_version,
+        "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip(),
+    }
+
+
+def storage_baseline(n: int, workdir: Path) -> float:
+    """Rows/s of a bare batched executemany into SQLite: the floor under any ingest."""
+    con = sqlite3.connect(workdir / "baseline.db")
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, uid TEXT UNIQUE, text TEXT, ts TEXT)")
+    rows = [(i, f"{i:032x}", "转发微博" * 8, "2016-01-01 00:00:00") for i in range(n)]
+    t0 = time.perf_counter()
+    for i in range(0, n, 1000):
+        con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows[i : i + 1000])
+        con.commit()
+    seconds = time.perf_counter() - t0
+    con.close()
+    return n / seconds if seconds else 0.0
+
+
+def bench_ingest(db_url: str, ced: Path, limit: int | None) -> dict[str, Any]:
+    from tingfeng.db.engine import make_engine
+    from tingfeng.db.migrate import upgrade
+    from tingfeng.ingest.bench import run_ingest_bench
+    from tingfeng.settings import Settings
+
+    settings = Settings(database_url=db_url)
+    engine = make_engine(db_url)
+    upgrade(engine)
+    return run_ingest_bench(settings, engine, ced, limit=limit)
+
+
+def _queries(texts: list[str], rng: random.Random) -> dict[str, list[str]]:
+    """Query strings sampled from the stored texts themselves (so most have matches)."""
+    import re
+
+    han = re.compile(r"[\u4e00-\u9fff]{4,}")
+    runs = [m.group(0) for t in rng.sample(texts, min(len(texts), 20000)) for m in han.finditer(t)]
+    rng.shuffle(runs)
+    two, four, multi = [], [], []
+    for run in runs:
+        if len(two) < 30:
+            i = rng.randrange(len(run) - 1)
+            two.append(run[i : i + 2])
+        elif len(four) < 30:
+            i = rng.randrange(len(run) - 3)
+            four.append(run[i : i + 4])
+        elif len(multi) < 30:
+            other = runs[rng.randrange(len(runs))]
+            j = rng.randrange(len(other) - 1)
+            multi.append(f"{run[:2]} {other[j : j + 2]}")
+        else:
+            break
+    return {"2-char": two, "4-char": four, "multi-term": multi}
+
+
+def bench_search(db_url: str, rng: random.Random) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    from tingfeng.db.engine import make_engine
+    from tingfeng.search.service import SearchFilters, count, matching_ids, search
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, title_norm, text_norm FROM posts")).all()
+    ids = [r[0] for r in rows]
+    texts = [r[2] for r in rows]
+    titles = [r[1] for r in rows]
+    out: dict[str, Any] = {"posts": len(rows)}
+    for family, queries in _queries(texts, rng).items():
+        page_ms, count_ms, brute_ms = [], [], []
+        found = expected = 0
+        with engine.connect() as conn:
+            for q in queries:
+                t0 = time.perf_counter()
+                search(conn, q, SearchFilters(), limit=20)
+                page_ms.append((time.perf_counter() - t0) * 1000)
+                t0 = time.perf_counter()
+                n = count(conn, q)
+                count_ms.append((time.perf_counter() - t0) * 1000)
+                terms = q.split()
+                t0 = time.perf_counter()
+                brute = {
+                    pid for pid, t, ti in zip(ids, texts, titles, strict=True)
+                    if all(term in t or term in ti for term in terms)
+                }
+                brute_ms.append((time.perf_counter() - t0) * 1000)
+                got = matching_ids(conn, q)
+                expected += len(brute)
+                found += len(brute & got)
+                if n != len(brute):
+                    print(f"  count mismatch for {q!r}: index {n}, scan {len(brute)}", file=sys.stderr)
+        out[family] = {
+            "queries": len(queries),
+            "page_p50_ms": round(statistics.median(page_ms), 2),
+            "page_p95_ms": round(_p95(page_ms), 2),
+            "count_p50_ms": round(statistics.median(count_ms), 2),
+            "count_p95_ms": round(_p95(count_ms), 2),
+            "brute_p50_ms": round(statistics.median(brute_ms), 2),
+            "speedup_vs_scan": round(statistics.median(brute_ms) / max(statistics.median(page_ms), 1e-6), 1),
+            "recall": round(found / expected, 6) if expected else 1.0,
+            "matches": expected,
+        }
+    return out
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--ced", type=Path, default=DEFAULT_CED, help="CED cascades file")
+    parser.add_argument("--limit", type=int, default=None, help="ingest at most N items")
+    parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    if not args.ced.exists():
+        print(f"error: {args.ced} not found (pass --ced FILE)", file=sys.stderr)
+        return 2
+    rng = random.Random(20261121)
+    with tempfile.TemporaryDirectory(prefix="tingfeng-bench-") as tmp:
+        workdir = Path(tmp)
+        db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
+        print(f"ingesting {args.ced} into {db_url} …", file=sys.stderr)
+        ingest = bench_ingest(db_url, args.ced, args.limit)
+        baseline = storage_baseline(min(ingest["posts"], 200_000), workdir)
+        print("searching …", file=sys.stderr)
+        searches = bench_search(db_url, rng)
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "ingest": ingest,
+        "baseline_sqlite_rows_per_s": round(baseline, 1),
+        "search": searches,
+        "floors": FLOORS,
+    }
+    _print_table(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    path.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    (args.out / "latest.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    print(f"\nwrote {path}")
+    return 0
+
+
+def _print_table(r: dict[str, Any]) -> None:
+    m, ing = r["machine"], r["ingest"]
+    print(f"\nmachine: {m['cpu']} · {m['cores']} cores · {m['memory_gb']} GB · Python {m['python']} · "
+          f"SQLite {m['sqlite']} · {m['git']}")
+    print("\n| ingest | value | floor |\n|---|---:|---:|")
+    print(f"| posts | {ing['posts']:,} | |")
+    print(f"| posts/s end to end | {ing['posts_per_s']:,.0f} | ≥ {FLOORS['posts_per_s']:,.0f} |")
+    print(f"| bare SQLite executemany rows/s (baseline) | {r['baseline_sqlite_rows_per_s']:,.0f} | |")
+    print(f"| ratio to baseline | {ing['posts_per_s'] / max(r['baseline_sqlite_rows_per_s'], 1):.3f} | |")
+    print(f"| peak RSS MB | {ing['peak_rss_mb']} | |")
+    for stage, secs in ing["stages_s"].items():
+        print(f"| stage {stage} s | {secs} | |")
+    print("\n| search | page p50 ms | page p95 ms | count p95 ms | scan p50 ms | × scan | recall |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for family, s in r["search"].items():
+        if family == "posts":
+            continue
+        print(f"| {family} | {s['page_p50_ms']} | {s['page_p95_ms']} | {s['count_p95_ms']} | "
+              f"{s['brute_p50_ms']} | {s['speedup_vs_scan']} | {s['recall']} |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

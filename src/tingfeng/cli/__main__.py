@@ -1,0 +1,3 @@
+from tingfeng.cli.main import app
+
+app(prog_name="tingfeng")

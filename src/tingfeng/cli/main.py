@@ -1,0 +1,531 @@
+"""The `tingfeng` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from tingfeng.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="Tingfeng (听风): online public-opinion monitoring and response.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+source_app = typer.Typer(help="Add, inspect, test and remove sources (信源).", no_args_is_help=True)
+lead_app = typer.Typer(help="Submit leads (线索) by hand.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+app.add_typer(source_app, name="source")
+app.add_typer(lead_app, name="lead")
+app.add_typer(bench_app, name="bench")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a message for a person on stderr and exit non-zero."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    return ctx.obj["settings"]  # type: ignore[no-any-return]
+
+
+def engine_of(ctx: typer.Context, *, migrate: bool = True) -> Any:
+    """The database engine, with the schema brought up to date."""
+    from sqlalchemy.exc import OperationalError
+
+    from tingfeng.db.engine import make_engine
+    from tingfeng.db.migrate import upgrade
+
+    if "engine" not in ctx.obj:
+        settings = settings_of(ctx)
+        try:
+            engine = make_engine(settings.database_url)
+            if migrate:
+                upgrade(engine)
+        except OperationalError as exc:
+            fail(f"cannot open the database {settings.database_url}: {exc.orig}")
+        except Exception as exc:
+            if exc.__class__.__name__ in ("ArgumentError", "NoSuchModuleError"):
+                fail(f"the database URL {settings.database_url!r} is not valid: {exc}")
+            raise
+        ctx.obj["engine"] = engine
+    return ctx.obj["engine"]
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL (sqlite:///FILE or postgresql+psycopg://...).")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="Queue URL (redis://...); empty for embedded.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Configuration file (TOML).")] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")] = None,
+) -> None:
+    import os
+
+    if config is not None:
+        if not config.exists():
+            fail(f"the configuration file {config} does not exist")
+        os.environ["TINGFENG_CONFIG"] = str(config)
+    try:
+        settings = load_settings(database_url=db, queue_url=queue, log_level=log_level)
+    except Exception as exc:
+        fail(f"invalid configuration: {exc}")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    ctx.obj = {"settings": settings}
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create or upgrade the database schema."""
+    engine_of(ctx)
+    typer.echo(f"database ready: {settings_of(ctx).database_url}")
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            fail(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _config_from(url: str | None, config: str | None, sets: list[str], kind: str) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if config:
+        try:
+            data = json.loads(config)
+        except json.JSONDecodeError as exc:
+            fail(f"--config is not valid JSON ({exc.msg} at position {exc.pos}).")
+        if not isinstance(data, dict):
+            fail("--config must be a JSON object, e.g. '{\"url\": \"https://...\"}'.")
+    if url:
+        key = {"board": "list_url", "site_search": "url_template", "json_api": "url_template",
+               "import": "path", "replay": "path"}.get(kind, "url")
+        data[key] = url
+    data.update(_parse_sets(sets))
+    return data
+
+
+@source_app.command("add")
+def source_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A unique name.")],
+    kind: Annotated[str, typer.Argument(help="feed, board, site_search, json_api, import, replay, push, lead.")],
+    url: Annotated[str | None, typer.Option(help="The main URL (or file path) of the source.")] = None,
+    config: Annotated[str | None, typer.Option(help="Connector configuration as JSON.")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="KEY=VALUE configuration items.")] = [],  # noqa: B006
+    interval: Annotated[str, typer.Option(help="Fetch interval: 90s, 15m, 2h.")] = "15m",
+    hot_interval: Annotated[str, typer.Option(help="Interval while hot.")] = "1m",
+    timezone: Annotated[str | None, typer.Option(help="Time zone for times given without one.")] = None,
+    region: Annotated[str | None, typer.Option(help="The region this source concerns.")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Add without fetching yet.")] = False,
+) -> None:
+    """Add a source (its configuration is checked first)."""
+    from tingfeng.collect.errors import ConfigError
+    from tingfeng.collect.sources import add_source, issue_push_token, parse_interval
+    from tingfeng.db.engine import write_transaction
+
+    settings = settings_of(ctx)
+    engine = engine_of(ctx)
+    try:
+        with write_transaction(engine) as conn:
+            source = add_source(
+                conn,
+                name=name,
+                kind=kind,
+                config=_config_from(url, config, set_, kind),
+                interval_s=parse_interval(interval),
+                hot_interval_s=parse_interval(hot_interval),
+                timezone=timezone or settings.default_timezone,
+                region=region,
+                enabled=not disabled,
+            )
+            token = issue_push_token(conn, source.id) if kind == "push" else None
+    except ConfigError as exc:
+        fail(exc.message)
+    typer.echo(f"added source {source.id}: {source.name} ({source.kind})")
+    if token:
+        typer.echo(f"push token (shown once, keep it secret): {token}")
+        typer.echo(f"push with: POST /api/v1/sources/{source.id}/posts  Authorization: Bearer <token>")
+
+
+def _source_dict(s: Any) -> dict[str, Any]:
+    return {
+        "id": s.id, "name": s.name, "kind": s.kind, "enabled": s.enabled,
+        "interval_s": s.interval_s, "hot_interval_s": s.hot_interval_s,
+        "hot_until": s.hot_until.isoformat() if s.hot_until else None,
+        "timezone": s.timezone, "region": s.region, "config": s.config,
+        "items_total": s.items_total,
+    }
+
+
+@source_app.command("list")
+def source_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List sources."""
+    from tingfeng.collect.sources import list_sources
+
+    with engine_of(ctx).connect() as conn:
+        sources = list_sources(conn)
+    if as_json:
+        typer.echo(json.dumps([_source_dict(s) for s in sources], ensure_ascii=False))
+        return
+    for s in sources:
+        state = "on " if s.enabled else "off"
+        typer.echo(f"{s.id:>4}  {state}  {s.kind:<11} {s.interval_s:>6}s  {s.items_total:>9}  {s.name}")
+
+
+@source_app.command("show")
+def source_show(ctx: typer.Context, ref: str) -> None:
+    """Show one source's configuration and health as JSON."""
+    from tingfeng.collect.health import health_report
+    from tingfeng.collect.sources import SourceNotFound, find_source
+
+    with engine_of(ctx).connect() as conn:
+        try:
+            source = find_source(conn, ref)
+        except SourceNotFound as exc:
+            fail(str(exc))
+        health = health_report(conn, [source], datetime.now(UTC))[0]
+    out = _source_dict(source) | {"health": health.as_dict()}
+    typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+
+
+@source_app.command("remove")
+def source_remove(
+    ctx: typer.Context,
+    ref: str,
+    delete_posts: Annotated[bool, typer.Option("--delete-posts", help="Also delete its posts.")] = False,
+) -> None:
+    """Remove a source; a source with posts is disabled unless --delete-posts."""
+    from tingfeng.collect.sources import SourceNotFound, remove_source
+    from tingfeng.db.engine import write_transaction
+
+    try:
+        with write_transaction(engine_of(ctx)) as conn:
+            if delete_posts:
+                from tingfeng.retention import delete_posts_of_source
+
+                delete_posts_of_source(conn, ref)
+            source = remove_source(conn, ref, keep_posts=not delete_posts)
+    except SourceNotFound as exc:
+        fail(str(exc))
+    verb = "disabled (it has posts; use --delete-posts to delete them too)" if source.enabled is False and not delete_posts else "removed"
+    typer.echo(f"source {source.id} {source.name}: {verb}")
+
+
+@source_app.command("hot")
+def source_hot(
+    ctx: typer.Context,
+    ref: str,
+    minutes: Annotated[int, typer.Option(help="How long hot mode lasts; 0 ends it.")] = 60,
+) -> None:
+    """Switch a source to its hot interval for a while (an event is active)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from tingfeng.collect.sources import SourceNotFound, find_source
+    from tingfeng.db.engine import write_transaction
+    from tingfeng.db.models import Source
+
+    now = datetime.now(UTC)
+    try:
+        with write_transaction(engine_of(ctx)) as conn:
+            source = find_source(conn, ref)
+            until = now + timedelta(minutes=minutes) if minutes > 0 else None
+            conn.execute(update(Source).where(Source.id == source.id).values(hot_until=until, next_fetch_at=now))
+    except SourceNotFound as exc:
+        fail(str(exc))
+    typer.echo(f"{source.name}: hot until {until.isoformat()}" if until else f"{source.name}: hot mode ended")
+
+
+@source_app.command("token")
+def source_token(ctx: typer.Context, ref: str) -> None:
+    """Issue a new push token for a push source (the old one stops working)."""
+    from tingfeng.collect.sources import SourceNotFound, find_source, issue_push_token
+    from tingfeng.db.engine import write_transaction
+
+    try:
+        with write_transaction(engine_of(ctx)) as conn:
+            source = find_source(conn, ref)
+            if source.kind != "push":
+                fail(f"source {source.name} is a {source.kind} source; only push sources take tokens")
+            token = issue_push_token(conn, source.id)
+    except SourceNotFound as exc:
+        fail(str(exc))
+    typer.echo(token)
+
+
+@source_app.command("health")
+def source_health(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Health of every source: last success, last error, failures, items per day, stale."""
+    from tingfeng.collect.health import health_report
+    from tingfeng.collect.sources import list_sources
+
+    now = datetime.now(UTC)
+    with engine_of(ctx).connect() as conn:
+        report = health_report(conn, list_sources(conn), now)
+    if as_json:
+        typer.echo(json.dumps([h.as_dict() for h in report], ensure_ascii=False))
+        return
+    for h in report:
+        last = h.last_success_at.strftime("%Y-%m-%d %H:%M") if h.last_success_at else "never"
+        typer.echo(f"{h.id:>4}  {h.status:<8} {h.items_last_24h:>7}/24h  last ok {last:<16}  {h.name}")
+        if h.last_error:
+            typer.echo(f"      last error: {h.last_error}")
+
+
+@source_app.command("test")
+def source_test(
+    ctx: typer.Context,
+    ref: Annotated[str | None, typer.Argument(help="An existing source (name or id).")] = None,
+    kind: Annotated[str | None, typer.Option(help="Or test a draft source of this kind.")] = None,
+    url: Annotated[str | None, typer.Option(help="The draft source's URL.")] = None,
+    config: Annotated[str | None, typer.Option(help="The draft source's configuration (JSON).")] = None,
+    set_: Annotated[list[str], typer.Option("--set")] = [],  # noqa: B006
+    limit: Annotated[int, typer.Option(help="Items to show at most.")] = 10,
+) -> None:
+    """Fetch once and print what would be stored; stores nothing."""
+    from tingfeng.collect.preview import preview_source
+
+    if ref is None and kind is None:
+        fail("give a source name, or --kind and --url for a draft source")
+    try:
+        result = preview_source(
+            settings_of(ctx),
+            engine_of(ctx) if ref is not None else None,
+            ref=ref,
+            kind=kind,
+            config=_config_from(url, config, set_, kind or "") if kind else None,
+            limit=limit,
+        )
+    except LookupError as exc:
+        fail(str(exc))
+    for row in result.items:
+        typer.echo(json.dumps(row, ensure_ascii=False))
+    if result.error:
+        fail(result.error, 1)
+    typer.echo(f"{len(result.items)} items would be stored ({result.errors} unreadable)", err=True)
+
+
+# --- ingest and search ------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A CED, JSONL, CSV or XLSX file (also .gz).")],
+    format: Annotated[str, typer.Option("--format", help="ced, jsonl, csv, xlsx or auto.")] = "auto",
+    limit: Annotated[int | None, typer.Option(help="Read at most N items.")] = None,
+    source: Annotated[str | None, typer.Option(help="Source name (default import:<file name>).")] = None,
+    mapping: Annotated[str | None, typer.Option(help="Field mapping as JSON, e.g. '{\"text\": \"content\"}'.")] = None,
+    preset: Annotated[str | None, typer.Option(help="A mapping preset, e.g. import_hotline_12345.")] = None,
+    platform: Annotated[str | None, typer.Option(help="Platform of the items' ids (weibo, …).")] = None,
+) -> None:
+    """Import a file; prints {"read", "stored", "duplicates", "errors", "seconds"}."""
+    from tingfeng.collect.errors import CollectError
+    from tingfeng.ingest.files import IngestFailed, ingest_file
+
+    try:
+        stats = ingest_file(
+            settings_of(ctx), engine_of(ctx), file, format=format, limit=limit, source_name=source,
+            mapping=json.loads(mapping) if mapping else None, preset=preset, platform=platform,
+        )
+    except json.JSONDecodeError as exc:
+        fail(f"--mapping is not valid JSON ({exc.msg})")
+    except IngestFailed as exc:
+        typer.echo(json.dumps(exc.stats.summary(), ensure_ascii=False))
+        fail(f"{exc.message} (the {exc.stats.stored} posts stored before this stay stored)")
+    except CollectError as exc:
+        fail(exc.message)
+    except (OSError, ValueError, LookupError) as exc:
+        fail(getattr(exc, "message", None) or str(exc))
+    typer.echo(json.dumps(stats.summary(), ensure_ascii=False))
+    for sample in stats.error_samples[:5]:
+        typer.echo(f"skipped {sample}", err=True)
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help='Terms, "phrases", OR, -excluded, (groups).')],
+    count_only: Annotated[bool, typer.Option("--count", help="Print only the number of matches.")] = False,
+    limit: Annotated[int, typer.Option(help="Results to show.")] = 20,
+    offset: Annotated[int, typer.Option(help="Skip this many results.")] = 0,
+    sort: Annotated[str, typer.Option(help="newest, oldest, relevance or collected.")] = "newest",
+    since: Annotated[str | None, typer.Option(help="From this date/time (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this date/time (ISO 8601).")] = None,
+    source: Annotated[list[str], typer.Option(help="Only these sources (name or id).")] = [],  # noqa: B006
+    lang: Annotated[list[str], typer.Option(help="Only these languages (zh, en, other).")] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result.")] = False,
+) -> None:
+    """Full-text search over stored posts."""
+    from tingfeng.collect.sources import SourceNotFound, find_source
+    from tingfeng.search.query import QueryError
+    from tingfeng.search.service import SearchFilters, count, search as run_search
+
+    filters = SearchFilters(since=_parse_time(since, "--since"), until=_parse_time(until, "--until"),
+                            langs=list(lang))
+    with engine_of(ctx).connect() as conn:
+        try:
+            filters.source_ids = [find_source(conn, ref).id for ref in source]
+            if count_only:
+                typer.echo(count(conn, query, filters))
+                return
+            page = run_search(conn, query, filters, sort=sort, limit=limit, offset=offset)
+        except (QueryError, SourceNotFound) as exc:
+            fail(str(exc))
+    for hit in page.hits:
+        if as_json:
+            typer.echo(json.dumps({
+                "id": hit.id, "source_id": hit.source_id, "title": hit.title, "url": hit.url,
+                "published_at": hit.published_at.isoformat() if hit.published_at else None,
+                "lang": hit.lang, "dup_group": hit.dup_group, "snippet_html": hit.snippet_html,
+            }, ensure_ascii=False))
+        else:
+            when = hit.published_at.strftime("%Y-%m-%d %H:%M") if hit.published_at else "?"
+            plain = hit.snippet_html.replace("<mark>", "[").replace("</mark>", "]")
+            import html as _html
+
+            typer.echo(f"{hit.id:>8}  {when}  {_html.unescape(plain)[:160]}")
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not a date: use e.g. 2024-03-05 or 2024-03-05T14:00+08:00")
+    if parsed.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        parsed = parsed.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    return parsed
+
+
+# --- leads ------------------------------------------------------------------------------------
+
+
+@lead_app.command("add")
+def lead_add(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option(help="The URL of the post or article.")] = None,
+    text: Annotated[str | None, typer.Option(help="Or the pasted text.")] = None,
+    by: Annotated[str, typer.Option("--by", help="Who submits the lead.")] = "",
+    note: Annotated[str | None, typer.Option(help="A note for the analysts.")] = None,
+) -> None:
+    """Submit a lead (a URL, fetched and extracted, or a pasted text)."""
+    from tingfeng.collect.errors import CollectError
+    from tingfeng.ingest.leads import submit_lead
+
+    if not (url or text):
+        fail("give --url or --text")
+    if not by.strip():
+        fail("say who submits the lead with --by")
+    try:
+        post_id, stored = submit_lead(settings_of(ctx), engine_of(ctx), url=url, text=text, submitted_by=by, note=note)
+    except CollectError as exc:
+        fail(exc.message)
+    typer.echo(json.dumps({"post_id": post_id, "new": stored}))
+
+
+# --- serving ----------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Option(help="all (embedded), web, scheduler or worker.")] = "all",
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker threads (worker/all roles).")] = None,
+) -> None:
+    """Run the service: everything in one process, or one role of a scale-out deployment."""
+    from tingfeng.service import ROLES, run_role
+
+    if role not in ROLES:
+        fail(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+    settings = settings_of(ctx)
+    updates: dict[str, Any] = {}
+    if host:
+        updates["web_host"] = host
+    if port:
+        updates["web_port"] = port
+    if workers:
+        updates["workers"] = workers
+    settings = settings.model_copy(update=updates)
+    engine_of(ctx)  # migrate before anything starts
+    run_role(settings, role)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    speed: Annotated[float, typer.Option(help="Replay speed: seconds of data per second.")] = 60.0,
+    feeds: Annotated[bool, typer.Option(help="Also add the starter set of public news feeds.")] = True,
+    ced: Annotated[Path | None, typer.Option(help="The CED cascades file to replay.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+) -> None:
+    """Set up the demo sources (CED replay, news feeds) and serve."""
+    from tingfeng.demo import setup_demo
+
+    settings = settings_of(ctx)
+    if port:
+        settings = settings.model_copy(update={"web_port": port})
+    messages = setup_demo(settings, engine_of(ctx), speed=speed, with_feeds=feeds, ced_path=ced)
+    for line in messages:
+        typer.echo(line)
+    from tingfeng.service import run_role
+
+    typer.echo(f"open http://{settings.web_host}:{settings.web_port}/ to watch posts arrive")
+    run_role(settings, "all")
+
+
+# --- benchmarks -------------------------------------------------------------------------------
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    ctx: typer.Context,
+    input: Annotated[Path, typer.Option("--input", help="CED cascades file (or any import file).")],
+    limit: Annotated[int | None, typer.Option(help="Items to ingest at most.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Ingest a file end to end and report posts/s and peak memory."""
+    from tingfeng.ingest.bench import run_ingest_bench
+
+    settings = settings_of(ctx)
+    if not input.exists():
+        fail(f"{input} does not exist")
+    t0 = time.perf_counter()
+    result = run_ingest_bench(settings, engine_of(ctx), input, limit=limit)
+    result.setdefault("wall_seconds", round(time.perf_counter() - t0, 3))
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key:>16}: {value}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Storage: schema, migrations, engine set-up and the post store."""

@@ -1,0 +1,116 @@
+"""Writing posts: id allocation, existing-key lookups, parent links, the insert itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, text, update
+
+from tingfeng.db.models import Post, Source
+
+# Stay well below SQLite's bound-parameter limit in IN (...) lists.
+_CHUNK = 900
+
+
+def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def existing_uids(conn: Connection, uids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for part in _chunks(uids):
+        found.update(conn.execute(select(Post.uid).where(Post.uid.in_(part))).scalars())
+    return found
+
+
+def ids_by_uid(conn: Connection, uids: Sequence[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in _chunks(uids):
+        for uid, pid in conn.execute(select(Post.uid, Post.id).where(Post.uid.in_(part))):
+            out[uid] = pid
+    return out
+
+
+def groups_by_hash(conn: Connection, hashes: Sequence[str]) -> dict[str, int]:
+    """For each content hash already stored, the duplicate group of its first post."""
+    out: dict[str, int] = {}
+    for part in _chunks(hashes):
+        rows = conn.execute(
+            select(Post.content_hash, Post.dup_group, Post.id)
+            .where(Post.content_hash.in_(part))
+            .order_by(Post.id)
+        )
+        for chash, group, pid in rows:
+            out.setdefault(chash, group if group is not None else pid)
+    return out
+
+
+def allocate_ids(conn: Connection, n: int) -> list[int]:
+    """Reserve `n` post ids before inserting, so duplicate groups can point at them.
+
+    SQLite: the caller holds the write lock (BEGIN IMMEDIATE), so max+1.. is safe.
+    PostgreSQL: the column's sequence, safe across concurrent workers.
+    """
+    if n <= 0:
+        return []
+    if conn.dialect.name == "sqlite":
+        top = conn.execute(text("SELECT coalesce(max(id), 0) FROM posts")).scalar_one()
+        return list(range(top + 1, top + 1 + n))
+    rows = conn.execute(
+        text("SELECT nextval(pg_get_serial_sequence('posts', 'id')) FROM generate_series(1, :n)"),
+        {"n": n},
+    )
+    return [r[0] for r in rows]
+
+
+def insert_posts(conn: Connection, rows: list[dict[str, Any]]) -> set[int]:
+    """Insert rows (ids included); a row whose uid appeared meanwhile is skipped.
+
+    Returns the ids actually inserted.
+    """
+    if not rows:
+        return set()
+    table = Post.__table__
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    if conn.dialect.name == "sqlite":
+        # Under the write lock nobody else can insert: a plain executemany is the fast path.
+        conn.execute(insert(table), rows)
+        return {r["id"] for r in rows}
+    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["uid"]).returning(table.c.id)
+    result = conn.execute(stmt, rows)
+    return set(result.scalars().all())
+
+
+def link_waiting_children(conn: Connection, new: dict[str, int]) -> None:
+    """Posts stored before the post they repost/reply to get its id now that it exists."""
+    if not new:
+        return
+    uids = list(new)
+    for column_key, column_id in (("reposts_of_key", "reposts_of_id"), ("reply_to_key", "reply_to_id")):
+        key_col = Post.__table__.c[column_key]
+        id_col = Post.__table__.c[column_id]
+        for part in _chunks(uids):
+            waiting = conn.execute(
+                select(Post.id, key_col).where(key_col.in_(part), id_col.is_(None))
+            ).all()
+            if waiting:
+                conn.execute(
+                    update(Post.__table__)
+                    .where(Post.__table__.c.id == bindparam("pid"))
+                    .values({column_id: bindparam("parent")}),
+                    [{"pid": pid, "parent": new[key]} for pid, key in waiting],
+                )
+
+
+def bump_source(conn: Connection, source_id: int, stored: int, last_item_at: Any) -> None:
+    if stored:
+        conn.execute(
+            update(Source)
+            .where(Source.id == source_id)
+            .values(items_total=Source.items_total + stored, last_item_at=last_item_at)
+        )

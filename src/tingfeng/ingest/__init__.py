@@ -1,0 +1,1 @@
+"""Ingest: raw items from any connector → analysed, de-duplicated, stored and indexed posts."""

@@ -1,0 +1,259 @@
+"""The ingest pipeline: prepare → key check → duplicate groups → store → index, per batch.
+
+Each batch is one transaction, so a crash loses at most the batch in flight, and re-running
+it stores nothing twice (the unique uid). Timing of each stage is kept for the benchmark.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+
+from sqlalchemy import Engine, select
+
+from tingfeng.analyze.duplicates import NearDuplicateIndex
+from tingfeng.analyze.segment import Segmenter
+from tingfeng.collect.items import ItemError, RawItem
+from tingfeng.db import posts as store
+from tingfeng.db.engine import write_transaction
+from tingfeng.db.models import Post
+from tingfeng.ingest.prepare import Draft, ItemRejected, Preparer
+from tingfeng.search.index import add_to_index
+from tingfeng.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    read: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    grouped: int = 0  # stored posts that joined an existing duplicate group
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    error_samples: list[str] = field(default_factory=list)
+
+    def add_stage(self, name: str, seconds: float) -> None:
+        self.stages[name] = self.stages.get(name, 0.0) + seconds
+
+    def add_error(self, where: str, message: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 20:
+            self.error_samples.append(f"{where}: {message}")
+
+    def merge(self, other: IngestStats) -> None:
+        self.read += other.read
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.errors += other.errors
+        self.grouped += other.grouped
+        for name, secs in other.stages.items():
+            self.add_stage(name, secs)
+        self.error_samples.extend(other.error_samples[: 20 - len(self.error_samples)])
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "read": self.read,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """What ingest needs to know of a source."""
+
+    id: int
+    timezone: str | None = None
+
+
+class Ingestor:
+    """Stores items for sources; one per process (it holds the near-duplicate memory)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        segmenter: Segmenter | None = None,
+        near_duplicates: NearDuplicateIndex | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.now = now
+        self.preparer = Preparer(
+            segmenter or Segmenter(settings.segment_user_dict),
+            settings.default_timezone,
+            settings.dedup_min_chars,
+        )
+        self.near = near_duplicates or NearDuplicateIndex(
+            threshold=settings.dedup_threshold,
+            num_perm=settings.dedup_num_perm,
+            window=settings.dedup_window_posts,
+            min_chars=settings.dedup_min_chars,
+        )
+        self._warmed = near_duplicates is not None
+        # Worker threads share one Ingestor: the near-duplicate memory is not thread-safe, and
+        # on SQLite only one writer runs at a time anyway.
+        self._lock = threading.Lock()
+
+    def warm(self, limit: int | None = None) -> int:
+        """Reload recent posts into the near-duplicate memory after a restart."""
+        self._warmed = True
+        limit = limit or self.settings.dedup_window_posts // 2
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Post.dup_group, Post.id, Post.title_norm, Post.text_norm)
+                .order_by(Post.id.desc())
+                .limit(limit)
+            ).all()
+        from tingfeng.analyze.duplicates import strip_for_dedup
+
+        items = []
+        for group, pid, title_norm, text_norm in reversed(rows):
+            stripped = strip_for_dedup(f"{title_norm} {text_norm}" if title_norm else text_norm)
+            if len(stripped) >= self.settings.dedup_min_chars:
+                items.append((group or pid, stripped))
+        self.near.warm(items)
+        return len(items)
+
+    def ingest(
+        self,
+        source: SourceRef,
+        items: Iterable[RawItem | ItemError],
+        *,
+        batch_size: int | None = None,
+        on_batch: Callable[[IngestStats], None] | None = None,
+    ) -> IngestStats:
+        """Store every item; returns counts. Bad items are counted, never fatal."""
+        with self._lock:
+            if not self._warmed:
+                self.warm()
+        total = IngestStats()
+        start = time.perf_counter()
+        size = batch_size or self.settings.ingest_batch_size
+        iterator: Iterator[RawItem | ItemError] = iter(items)
+        while True:
+            t0 = time.perf_counter()
+            batch = list(islice(iterator, size))
+            total.add_stage("read", time.perf_counter() - t0)
+            if not batch:
+                break
+            stats = self.ingest_batch(source, batch)
+            total.merge(stats)
+            if on_batch is not None:
+                on_batch(stats)
+        total.seconds = time.perf_counter() - start
+        return total
+
+    def ingest_batch(self, source: SourceRef, batch: list[RawItem | ItemError]) -> IngestStats:
+        stats = IngestStats(read=len(batch))
+        now = self.now()
+        t0 = time.perf_counter()
+        drafts: dict[str, Draft] = {}
+        for n, item in enumerate(batch):
+            if isinstance(item, ItemError):
+                stats.add_error(item.where, item.message)
+                continue
+            try:
+                draft = self.preparer.prepare(item, source.id, source.timezone, now)
+            except ItemRejected as exc:
+                stats.add_error(item.external_id or item.url or f"item {n + 1}", str(exc))
+                continue
+            except Exception as exc:  # one odd item must not sink the batch
+                log.exception("could not prepare an item of source %s", source.id)
+                stats.add_error(item.external_id or item.url or f"item {n + 1}", f"could not analyse: {exc}")
+                continue
+            uid = draft.row["uid"]
+            if uid in drafts:
+                stats.duplicates += 1
+            else:
+                drafts[uid] = draft
+        stats.add_stage("prepare", time.perf_counter() - t0)
+        if drafts:
+            with self._lock:
+                self._store(source, drafts, stats)
+        return stats
+
+    def _store(self, source: SourceRef, drafts: dict[str, Draft], stats: IngestStats) -> None:
+        t0 = time.perf_counter()
+        with write_transaction(self.engine) as conn:
+            present = store.existing_uids(conn, list(drafts))
+            stats.duplicates += len(present)
+            new = [d for uid, d in drafts.items() if uid not in present]
+            if not new:
+                stats.add_stage("store", time.perf_counter() - t0)
+                return
+            ids = store.allocate_ids(conn, len(new))
+            for draft, pid in zip(new, ids, strict=True):
+                draft.row["id"] = pid
+            t1 = time.perf_counter()
+            stats.add_stage("store", t1 - t0)
+            self._assign_groups(conn, new, stats)
+            t2 = time.perf_counter()
+            stats.add_stage("dedup", t2 - t1)
+            self._link_parents(conn, new)
+            rows = [d.row for d in new]
+            inserted = store.insert_posts(conn, rows)
+            store.link_waiting_children(conn, {d.row["uid"]: d.row["id"] for d in new if d.row["id"] in inserted})
+            t3 = time.perf_counter()
+            stats.add_stage("store", t3 - t2)
+            add_to_index(
+                conn,
+                [(r["id"], r["title_norm"], r["text_norm"]) for r in rows if r["id"] in inserted],
+            )
+            t4 = time.perf_counter()
+            stats.add_stage("index", t4 - t3)
+            stats.duplicates += len(rows) - len(inserted)
+            stats.stored += len(inserted)
+            store.bump_source(conn, source.id, len(inserted), rows[0]["fetched_at"])
+            stats.add_stage("store", time.perf_counter() - t4)
+
+    def _assign_groups(self, conn, new: list[Draft], stats: IngestStats) -> None:  # type: ignore[no-untyped-def]
+        groupable = [d for d in new if d.dedup_text]
+        for d in new:
+            d.row["dup_group"] = d.row["id"]
+            d.row["dup_kind"] = "original"
+        if not groupable:
+            return
+        known = store.groups_by_hash(conn, list({d.row["content_hash"] for d in groupable}))
+        pending: list[Draft] = []
+        for d in groupable:
+            chash = d.row["content_hash"]
+            group = known.get(chash)
+            if group is not None:
+                d.row["dup_group"], d.row["dup_kind"] = group, "exact"
+                stats.grouped += 1
+            else:
+                known[chash] = d.row["id"]
+                pending.append(d)
+        if pending:
+            groups = self.near.find_or_add_many([(d.row["id"], d.dedup_text) for d in pending])
+            for d, group in zip(pending, groups, strict=True):
+                if group != d.row["id"]:
+                    d.row["dup_group"], d.row["dup_kind"] = group, "near"
+                    stats.grouped += 1
+
+    def _link_parents(self, conn, new: list[Draft]) -> None:  # type: ignore[no-untyped-def]
+        wanted = {k for d in new for k in (d.row["reposts_of_key"], d.row["reply_to_key"]) if k}
+        if not wanted:
+            for d in new:
+                d.row["reposts_of_id"] = d.row["reply_to_id"] = None
+            return
+        in_batch = {d.row["uid"]: d.row["id"] for d in new}
+        missing = [k for k in wanted if k not in in_batch]
+        found = store.ids_by_uid(conn, missing) if missing else {}
+        for d in new:
+            for key_col, id_col in (("reposts_of_key", "reposts_of_id"), ("reply_to_key", "reply_to_id")):
+                key = d.row[key_col]
+                d.row[id_col] = (in_batch.get(key) or found.get(key)) if key else None

@@ -1,0 +1,106 @@
+"""Turn a `RawItem` into the row of a post: clean, normalise, detect language, segment, hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tingfeng.analyze.clean import clean_text, html_to_text
+from tingfeng.analyze.duplicates import content_hash, strip_for_dedup
+from tingfeng.analyze.language import detect_language
+from tingfeng.analyze.normalize import normalize
+from tingfeng.analyze.segment import Segmenter
+from tingfeng.collect.items import POST_KINDS, RawItem
+from tingfeng.ingest.identity import canonical_url, digest, identity_key, parent_uid
+
+MAX_TEXT_CHARS = 200_000  # longer bodies are cut: a post is not a book, and the index has limits
+
+
+class ItemRejected(ValueError):
+    """An item that cannot become a post (nothing to store); the message says why."""
+
+
+@dataclass(slots=True)
+class Draft:
+    """A post ready to store, minus the id and duplicate group assigned at write time."""
+
+    row: dict[str, Any]
+    dedup_text: str  # what near-duplicate detection compares; "" when too short to group
+    parent_uid: str | None
+
+
+class Preparer:
+    """Per-process analysis state (the segmenter, time zones) for preparing drafts."""
+
+    def __init__(self, segmenter: Segmenter, default_timezone: str, dedup_min_chars: int) -> None:
+        self.segmenter = segmenter
+        self.default_timezone = default_timezone
+        self.dedup_min_chars = dedup_min_chars
+        self._zones: dict[str, ZoneInfo] = {}
+
+    def zone(self, name: str | None) -> ZoneInfo:
+        key = name or self.default_timezone
+        zone = self._zones.get(key)
+        if zone is None:
+            zone = self._zones[key] = ZoneInfo(key)
+        return zone
+
+    def to_utc(self, value: datetime | None, tz: str | None, now: datetime) -> datetime:
+        if value is None:
+            return now
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=self.zone(tz))
+        value = value.astimezone(UTC)
+        # A clock far ahead on the publishing side must not pin a post to the top for months.
+        return min(value, now + timedelta(days=1))
+
+    def prepare(self, item: RawItem, source_id: int, tz: str | None, now: datetime) -> Draft:
+        if item.html:
+            clean = html_to_text(item.html)
+        else:
+            clean = clean_text(item.text or "")
+        clean = clean[:MAX_TEXT_CHARS]
+        title = clean_text(item.title or "")[:2000] if item.title else ""
+        if not clean and not title:
+            raise ItemRejected("the item has neither text nor a title")
+        text_norm = normalize(clean)
+        title_norm = normalize(title) if title else ""
+        lang = item.lang or detect_language(f"{title} {clean}" if title else clean)
+        tokens = self.segmenter.tokens(text_norm)
+        stripped = strip_for_dedup(f"{title_norm} {text_norm}" if title_norm else text_norm)
+        chash = content_hash(stripped)
+        canon = canonical_url(item.url)
+        key = identity_key(item, source_id, canon, digest(f"{title_norm}\n{text_norm}"))
+        kind = item.kind if item.kind in POST_KINDS else "post"
+        row: dict[str, Any] = {
+            "uid": digest(key),
+            "source_id": source_id,
+            "kind": kind,
+            "platform": item.platform,
+            "external_id": item.external_id[:200] if item.external_id else None,
+            "url": item.url,
+            "canonical_url": canon,
+            "title": item.title,
+            "text_original": item.text if item.text is not None and not item.html else None,
+            "html": item.html,
+            "text_clean": clean,
+            "title_norm": title_norm,
+            "text_norm": text_norm,
+            "tokens": tokens,
+            "lang": lang,
+            "content_hash": chash,
+            "author": item.author[:200] if item.author else None,
+            "published_at": self.to_utc(item.published_at, tz, now),
+            "fetched_at": now,
+            "reposts": item.reposts,
+            "comments": item.comments,
+            "likes": item.likes,
+            "views": item.views,
+            "reposts_of_key": parent_uid(item.reposts_of, item, source_id),
+            "reply_to_key": parent_uid(item.reply_to, item, source_id),
+            "extra": item.extra or None,
+        }
+        dedup_text = stripped if len(stripped) >= self.dedup_min_chars else ""
+        return Draft(row=row, dedup_text=dedup_text, parent_uid=row["reposts_of_key"] or row["reply_to_key"])

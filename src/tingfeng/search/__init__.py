@@ -1,0 +1,1 @@
+"""Full-text search over posts: index terms, the query syntax, the search service."""

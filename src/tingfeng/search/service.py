@@ -1,0 +1,323 @@
+"""Search stored posts: the same query, the same results on SQLite and PostgreSQL.
+
+A query is compiled twice from one tree: into an index expression (FTS5 MATCH or tsquery)
+that finds candidates fast, and, only for terms where a phrase of index tokens can match
+without the exact string (terms with spaces or mixed scripts), into a substring check.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, text
+
+from tingfeng.analyze.normalize import normalize, to_simplified
+from tingfeng.search.query import And, Node, Not, Or, QueryError, Term, parse_query
+from tingfeng.search.tokens import TermPattern, term_pattern
+
+Sort = Literal["newest", "oldest", "relevance", "collected"]
+SORTS: tuple[str, ...] = ("newest", "oldest", "relevance", "collected")
+
+
+@dataclass(frozen=True, slots=True)
+class _CTerm:
+    text: str  # normalised
+    pattern: TermPattern
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledQuery:
+    fts5: str
+    tsquery: str
+    check_terms: tuple[str, ...]  # substring-checked terms, in order of `check_sql` placeholders
+    check_tree: Any  # the tree with checks, or None when the index match is exact
+    highlight_terms: tuple[str, ...]
+
+
+def _compile_term(term: Term) -> _CTerm:
+    norm = normalize(term.text)
+    pattern = term_pattern(norm)
+    if pattern is None:
+        raise QueryError(f"The term {term.text!r} has no letters or characters to look for.")
+    return _CTerm(norm, pattern)
+
+
+def _fts5_term(t: _CTerm) -> str:
+    phrase = '"' + " ".join(t.pattern.tokens) + '"'
+    return phrase + "*" if t.pattern.prefix_last else phrase
+
+
+def _ts_term(t: _CTerm) -> str:
+    parts = [f"'{tok}'" for tok in t.pattern.tokens]
+    if t.pattern.prefix_last:
+        parts[-1] += ":*"
+    return parts[0] if len(parts) == 1 else "(" + " <-> ".join(parts) + ")"
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.needs_check = False
+        self.terms: list[_CTerm] = []
+
+    def resolve(self, node: Node) -> Any:
+        """Normalise terms and reject NOT-only groups, which no index can answer."""
+        if isinstance(node, Term):
+            ct = _compile_term(node)
+            self.terms.append(ct)
+            self.needs_check |= ct.pattern.needs_check
+            return ct
+        if isinstance(node, Not):
+            return ("not", self.resolve(node.child))
+        children = [self.resolve(c) for c in node.children]
+        if isinstance(node, And):
+            if all(isinstance(c, tuple) and c[0] == "not" for c in children):
+                raise QueryError("NOT needs something to look for as well, as in '医院 -广告'.")
+            return ("and", children)
+        if any(isinstance(c, tuple) and c[0] == "not" for c in children):
+            raise QueryError("OR cannot join a NOT term: write '(A OR B) -C' instead of 'A OR -C'.")
+        return ("or", children)
+
+    def fts5(self, node: Any) -> str:
+        if isinstance(node, _CTerm):
+            return _fts5_term(node)
+        op, children = node
+        if op == "not":
+            raise QueryError("NOT needs something to look for as well, as in '医院 -广告'.")
+        if op == "or":
+            return "(" + " OR ".join(self.fts5(c) for c in children) + ")"
+        pos = [c for c in children if not (isinstance(c, tuple) and c[0] == "not")]
+        neg = [c[1] for c in children if isinstance(c, tuple) and c[0] == "not"]
+        expr = "(" + " AND ".join(self.fts5(c) for c in pos) + ")"
+        for n in neg:
+            expr = f"({expr} NOT {self.fts5(n)})"
+        return expr
+
+    def tsquery(self, node: Any) -> str:
+        if isinstance(node, _CTerm):
+            return _ts_term(node)
+        op, children = node
+        if op == "not":
+            return f"!{self.tsquery(children)}"
+        joiner = " | " if op == "or" else " & "
+        return "(" + joiner.join(self.tsquery(c) for c in children) + ")"
+
+
+def compile_query(query: str) -> CompiledQuery:
+    tree = parse_query(query)
+    comp = _Compiler()
+    resolved = comp.resolve(tree)
+    if isinstance(resolved, tuple) and resolved[0] == "not":
+        raise QueryError("NOT needs something to look for as well, as in '医院 -广告'.")
+    return CompiledQuery(
+        fts5=comp.fts5(resolved),
+        tsquery=comp.tsquery(resolved),
+        check_terms=tuple(t.text for t in comp.terms),
+        check_tree=resolved if comp.needs_check else None,
+        highlight_terms=tuple(dict.fromkeys(t.text for t in comp.terms)),
+    )
+
+
+def _check_sql(node: Any, dialect: str, params: dict[str, Any]) -> str:
+    """Substring check mirroring the query tree (NOT branches are left to the index)."""
+    if isinstance(node, _CTerm):
+        name = f"c{len(params)}"
+        params[name] = node.text
+        fn = "instr" if dialect == "sqlite" else "strpos"
+        return f"({fn}(p.title_norm, :{name}) > 0 OR {fn}(p.text_norm, :{name}) > 0)"
+    op, children = node
+    if op == "not":
+        return "1=1"
+    parts = [_check_sql(c, dialect, params) for c in children]
+    return "(" + (" OR " if op == "or" else " AND ").join(parts) + ")"
+
+
+@dataclass
+class SearchFilters:
+    since: datetime | None = None
+    until: datetime | None = None
+    source_ids: list[int] = field(default_factory=list)
+    langs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SearchHit:
+    id: int
+    source_id: int
+    title: str | None
+    url: str | None
+    author: str | None
+    lang: str
+    published_at: datetime | None
+    dup_group: int | None
+    snippet_html: str
+
+
+@dataclass
+class SearchPage:
+    hits: list[SearchHit]
+    query: str
+    sort: str
+
+
+_ORDER = {
+    "newest": "p.published_at DESC, p.id DESC",
+    "oldest": "p.published_at ASC, p.id ASC",
+    "collected": "p.id DESC",
+}
+
+
+def _where(conn: Connection, cq: CompiledQuery, filters: SearchFilters) -> tuple[str, str, dict[str, Any]]:
+    dialect = conn.dialect.name
+    params: dict[str, Any] = {}
+    if dialect == "sqlite":
+        frm = "post_fts JOIN posts p ON p.id = post_fts.rowid"
+        conds = ["post_fts MATCH :m"]
+        params["m"] = cq.fts5
+    else:
+        frm = "post_search s JOIN posts p ON p.id = s.post_id"
+        conds = ["s.vector @@ CAST(:m AS tsquery)"]
+        params["m"] = cq.tsquery
+    if cq.check_tree is not None:
+        conds.append(_check_sql(cq.check_tree, dialect, params))
+    if filters.since is not None:
+        conds.append("p.published_at >= :since")
+        params["since"] = _db_time(conn, filters.since)
+    if filters.until is not None:
+        conds.append("p.published_at < :until")
+        params["until"] = _db_time(conn, filters.until)
+    if filters.source_ids:
+        names = []
+        for i, sid in enumerate(filters.source_ids):
+            params[f"s{i}"] = int(sid)
+            names.append(f":s{i}")
+        conds.append(f"p.source_id IN ({', '.join(names)})")
+    if filters.langs:
+        names = []
+        for i, lang in enumerate(filters.langs):
+            params[f"l{i}"] = lang
+            names.append(f":l{i}")
+        conds.append(f"p.lang IN ({', '.join(names)})")
+    return frm, " AND ".join(conds), params
+
+
+def _db_time(conn: Connection, value: datetime) -> datetime:
+    from tingfeng.db.models import UtcDateTime
+
+    return UtcDateTime().process_bind_param(value, conn.dialect)  # type: ignore[return-value]
+
+
+def count(conn: Connection, query: str, filters: SearchFilters | None = None) -> int:
+    """Number of stored posts matching `query`."""
+    cq = compile_query(query)
+    frm, where, params = _where(conn, cq, filters or SearchFilters())
+    return int(conn.execute(text(f"SELECT count(*) FROM {frm} WHERE {where}"), params).scalar_one())
+
+
+def matching_ids(conn: Connection, query: str, filters: SearchFilters | None = None) -> set[int]:
+    """Ids of all matching posts (for exports, comparisons and the benchmark)."""
+    cq = compile_query(query)
+    frm, where, params = _where(conn, cq, filters or SearchFilters())
+    return set(conn.execute(text(f"SELECT p.id FROM {frm} WHERE {where}"), params).scalars())
+
+
+def search(
+    conn: Connection,
+    query: str,
+    filters: SearchFilters | None = None,
+    *,
+    sort: str = "newest",
+    limit: int = 20,
+    offset: int = 0,
+) -> SearchPage:
+    """One page of matching posts, with highlighted snippets."""
+    if sort not in SORTS:
+        raise QueryError(f"Unknown sort {sort!r}: choose one of {', '.join(SORTS)}.")
+    cq = compile_query(query)
+    frm, where, params = _where(conn, cq, filters or SearchFilters())
+    if sort == "relevance":
+        order = "post_fts.rank, p.id DESC" if conn.dialect.name == "sqlite" else (
+            "ts_rank(s.vector, CAST(:m AS tsquery)) DESC, p.id DESC"
+        )
+    else:
+        order = _ORDER[sort]
+    params["limit"], params["offset"] = max(0, min(int(limit), 1000)), max(0, int(offset))
+    sql = (
+        "SELECT p.id, p.source_id, p.title, p.url, p.author, p.lang, p.published_at, p.dup_group, "
+        f"p.text_clean, p.text_norm FROM {frm} WHERE {where} ORDER BY {order} "
+        "LIMIT :limit OFFSET :offset"
+    )
+    from tingfeng.db.models import UtcDateTime
+
+    conv = UtcDateTime()
+    hits = []
+    for row in conn.execute(text(sql), params):
+        hits.append(
+            SearchHit(
+                id=row.id,
+                source_id=row.source_id,
+                title=row.title,
+                url=row.url,
+                author=row.author,
+                lang=row.lang,
+                published_at=conv.process_result_value(
+                    _as_datetime(row.published_at), conn.dialect
+                ),
+                dup_group=row.dup_group,
+                snippet_html=highlight(row.text_clean or "", row.text_norm or "", cq.highlight_terms),
+            )
+        )
+    return SearchPage(hits=hits, query=query, sort=sort)
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def highlight(clean: str, norm: str, terms: tuple[str, ...], width: int = 80) -> str:
+    """An HTML-escaped snippet of the post with <mark> around the matched terms.
+
+    Matching happens on the normalised text; when normalisation kept the length (the usual
+    case: Traditional→Simplified, width and case are one character for one), the marks are
+    placed on the original characters, otherwise on the normalised text.
+    """
+    basis = normalize_keep_length(clean)
+    shown = clean
+    if len(basis) != len(clean):
+        shown, basis = norm, norm
+    spans: list[tuple[int, int]] = []
+    for term in terms:
+        start = basis.find(term)
+        while start != -1 and len(spans) < 50:
+            spans.append((start, start + len(term)))
+            start = basis.find(term, start + len(term))
+    if not spans:
+        return html.escape(shown[:width * 2])
+    spans.sort()
+    first = spans[0][0]
+    lo = max(0, first - width // 2)
+    hi = min(len(shown), lo + width * 2)
+    out: list[str] = ["…" if lo > 0 else ""]
+    cursor = lo
+    for s, e in spans:
+        if s < cursor or s >= hi:
+            continue
+        out.append(html.escape(shown[cursor:s]))
+        out.append("<mark>" + html.escape(shown[s:min(e, hi)]) + "</mark>")
+        cursor = min(e, hi)
+    out.append(html.escape(shown[cursor:hi]))
+    if hi < len(shown):
+        out.append("…")
+    return "".join(out)
+
+
+_FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+def normalize_keep_length(text_: str) -> str:
+    """Normalised one character for one, so offsets in it are offsets in `text_`."""
+    return to_simplified(text_).translate(_FULLWIDTH).lower()

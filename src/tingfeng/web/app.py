@@ -1,0 +1,236 @@
+"""The web application and API (application factory; nothing runs at import).
+
+This is the foundation's slice of the web application: a live feed of collected posts,
+search, source health, the push API and lead submission. Sign-in, roles and CSRF arrive with
+the full web application; until then the server listens on 127.0.0.1 only by default.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from sqlalchemy import select
+
+from tingfeng import __version__
+from tingfeng.collect.errors import CollectError
+from tingfeng.collect.health import health_report
+from tingfeng.collect.sources import SourceNotFound, find_source, list_sources, verify_push_token
+from tingfeng.db.models import Post, Source
+from tingfeng.search.query import QueryError
+from tingfeng.search.service import SearchFilters, count, search
+from tingfeng.settings import Settings
+from tingfeng.tasks import Queue, Runtime
+
+TEMPLATES = Path(__file__).with_name("templates")
+MAX_PUSH_BYTES = 5 * 1024 * 1024
+
+STATUS_LABELS = {
+    "healthy": "正常", "failing": "故障", "stale": "停滞", "never": "未运行",
+    "disabled": "已停用", "passive": "被动接收",
+}
+
+
+def safe_url(url: str | None) -> str:
+    """Only http(s) links from collected posts reach an href (no javascript: or data:)."""
+    if url and url.strip().lower().startswith(("http://", "https://")):
+        return url.strip()
+    return "#"
+
+
+def _post_json(p: Any) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "source_id": p.source_id,
+        "kind": p.kind,
+        "title": p.title,
+        "text": p.text_clean[:500],
+        "url": p.url,
+        "author": p.author,
+        "lang": p.lang,
+        "published_at": p.published_at.isoformat() if p.published_at else None,
+        "fetched_at": p.fetched_at.isoformat() if p.fetched_at else None,
+        "dup_group": p.dup_group,
+        "dup_kind": p.dup_kind,
+        "reposts_of_id": p.reposts_of_id,
+    }
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise HTTPException(422, f"{name} 不是有效的时间 (is not a date/time): use ISO 8601, e.g. 2024-03-05") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runtime | None = None) -> FastAPI:
+    rt = runtime or (queue.runtime if queue else Runtime(settings))
+    app = FastAPI(title="Tingfeng 听风", version=__version__, docs_url="/api/docs",
+                  openapi_url="/api/openapi.json")
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    templates.env.filters["status_label"] = lambda s: STATUS_LABELS.get(s, s)
+    templates.env.filters["safe_url"] = safe_url
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        with rt.engine.connect() as conn:
+            conn.execute(select(1))
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/api/v1/posts")
+    def posts(after_id: int = 0, limit: int = Query(50, ge=1, le=500), source_id: int | None = None) -> dict[str, Any]:
+        """Newest posts, or the posts collected after `after_id` (for live updates)."""
+        q = select(Post).order_by(Post.id.desc()).limit(limit)
+        if after_id:
+            q = q.where(Post.id > after_id)
+        if source_id:
+            q = q.where(Post.source_id == source_id)
+        from sqlalchemy.orm import Session
+
+        with Session(rt.engine) as session:
+            rows = session.execute(q).scalars().all()
+            total = session.execute(select(Post.id).order_by(Post.id.desc()).limit(1)).scalar()
+            return {"posts": [_post_json(p) for p in rows], "latest_id": total or 0}
+
+    @app.get("/api/v1/search")
+    def api_search(
+        q: str,
+        limit: int = Query(20, ge=1, le=200),
+        offset: int = Query(0, ge=0),
+        sort: str = "newest",
+        since: str | None = None,
+        until: str | None = None,
+        source_id: list[int] = Query(default=[]),  # noqa: B008
+        lang: list[str] = Query(default=[]),  # noqa: B008
+        count_only: bool = False,
+    ) -> dict[str, Any]:
+        filters = SearchFilters(since=_parse_time(since, "since"), until=_parse_time(until, "until"),
+                                source_ids=source_id, langs=lang)
+        with rt.engine.connect() as conn:
+            try:
+                if count_only:
+                    return {"count": count(conn, q, filters)}
+                page = search(conn, q, filters, sort=sort, limit=limit, offset=offset)
+            except QueryError as exc:
+                raise HTTPException(422, str(exc)) from exc
+        return {
+            "query": q,
+            "hits": [
+                {"id": h.id, "source_id": h.source_id, "title": h.title, "url": h.url, "author": h.author,
+                 "lang": h.lang, "published_at": h.published_at.isoformat() if h.published_at else None,
+                 "dup_group": h.dup_group, "snippet_html": h.snippet_html}
+                for h in page.hits
+            ],
+        }
+
+    @app.get("/api/v1/sources")
+    def sources() -> dict[str, Any]:
+        with rt.engine.connect() as conn:
+            report = health_report(conn, list_sources(conn), datetime.now(UTC))
+        return {"sources": [h.as_dict() for h in report]}
+
+    @app.post("/api/v1/sources/{source_id}/posts")
+    async def push(source_id: int, request: Request, authorization: str = Header("")) -> dict[str, Any]:
+        """Push posts to a push source: `Authorization: Bearer <token>`, JSON body."""
+        from tingfeng.collect.connectors.push import parse_push_payload
+        from tingfeng.collect.runner import record_push
+        from tingfeng.ingest.ingestor import SourceRef
+
+        with rt.engine.connect() as conn:
+            try:
+                source = find_source(conn, source_id)
+            except SourceNotFound as exc:
+                raise HTTPException(404, str(exc)) from exc
+        token = authorization.removeprefix("Bearer ").strip()
+        if source.kind != "push" or not verify_push_token(source, token):
+            raise HTTPException(401, "Missing or wrong push token for this source.")
+        body = await request.body()
+        if len(body) > MAX_PUSH_BYTES:
+            raise HTTPException(413, f"The body is larger than {MAX_PUSH_BYTES // 1024 // 1024} MB: send fewer posts per request.")
+        import json
+
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HTTPException(400, f"The body is not valid JSON: {exc}") from exc
+        try:
+            items = parse_push_payload(payload)
+        except CollectError as exc:
+            raise HTTPException(422, exc.message) from exc
+        started = datetime.now(UTC)
+        from starlette.concurrency import run_in_threadpool
+
+        stats = await run_in_threadpool(rt.ingestor.ingest, SourceRef(source.id, source.timezone), items)
+        await run_in_threadpool(record_push, rt.engine, source.id, stats, started, datetime.now(UTC))
+        return stats.summary() | {"rejected": stats.error_samples}
+
+    @app.post("/api/v1/leads")
+    async def lead(request: Request) -> dict[str, Any]:
+        """Submit a lead: {"url": ...} or {"text": ...}, with "submitted_by" and an optional "note"."""
+        from starlette.concurrency import run_in_threadpool
+
+        from tingfeng.ingest.leads import submit_lead
+
+        try:
+            data = await request.json()
+        except Exception as exc:
+            raise HTTPException(400, "The body must be JSON: {\"url\": ..., \"submitted_by\": ...}") from exc
+        if not isinstance(data, dict) or not (data.get("url") or data.get("text")):
+            raise HTTPException(422, "Give a \"url\" or a \"text\".")
+        if not str(data.get("submitted_by") or "").strip():
+            raise HTTPException(422, "Say who submits the lead in \"submitted_by\".")
+        try:
+            post_id, new = await run_in_threadpool(
+                lambda: submit_lead(settings, rt.engine, url=data.get("url"), text=data.get("text"),
+                                    submitted_by=str(data["submitted_by"]), note=data.get("note"),
+                                    fetcher=rt.fetcher, ingestor=rt.ingestor)
+            )
+        except CollectError as exc:
+            raise HTTPException(422, exc.message) from exc
+        return {"post_id": post_id, "new": new}
+
+    @app.get("/", response_class=HTMLResponse)
+    def live(request: Request) -> HTMLResponse:
+        with rt.engine.connect() as conn:
+            report = health_report(conn, list_sources(conn), datetime.now(UTC))
+        return templates.TemplateResponse(request, "live.html", {"sources": report, "version": __version__})
+
+    @app.get("/search", response_class=HTMLResponse)
+    def search_page(request: Request, q: str = "", sort: str = "newest", page: int = Query(1, ge=1)) -> HTMLResponse:
+        hits: list[Any] = []
+        error = None
+        total = None
+        if q.strip():
+            with rt.engine.connect() as conn:
+                try:
+                    total = count(conn, q)
+                    hits = search(conn, q, sort=sort, limit=20, offset=(page - 1) * 20).hits
+                except QueryError as exc:
+                    error = str(exc)
+        names = {}
+        with rt.engine.connect() as conn:
+            names = dict(conn.execute(select(Source.id, Source.name)).all())
+        rows = [
+            {"hit": h, "snippet": Markup(h.snippet_html), "source": names.get(h.source_id, "?")}  # noqa: S704 - escaped by highlight()
+            for h in hits
+        ]
+        return templates.TemplateResponse(
+            request, "search.html",
+            {"q": q, "rows": rows, "error": error, "total": total, "page": page, "sort": sort,
+             "escape": html.escape},
+        )
+
+    return app

@@ -1,0 +1,206 @@
+"""Storage and search on SQLite and a real PostgreSQL server (the `db_url` fixture runs both)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from tingfeng.collect.items import ItemError, RawItem
+from tingfeng.collect.sources import add_source
+from tingfeng.db.engine import make_engine, write_transaction
+from tingfeng.db.migrate import upgrade
+from tingfeng.db.models import Post
+from tingfeng.ingest.ingestor import Ingestor, SourceRef
+from tingfeng.search.query import QueryError
+from tingfeng.search.service import count, matching_ids, search
+from tingfeng.settings import Settings
+
+CED = Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+
+
+@pytest.fixture
+def store(db_url: str, settings: Settings):
+    engine = make_engine(db_url)
+    upgrade(engine)
+    s = settings.model_copy(update={"database_url": db_url})
+    with write_transaction(engine) as conn:
+        source = add_source(conn, name="t", kind="lead", config={}, timezone="Asia/Shanghai")
+    yield engine, Ingestor(engine, s), SourceRef(source.id, "Asia/Shanghai")
+    engine.dispose()
+
+
+def _posts(engine) -> list[Post]:  # type: ignore[no-untyped-def]
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as session:
+        return list(session.execute(select(Post).order_by(Post.id)).scalars())
+
+
+def test_reingesting_never_creates_a_second_row(store) -> None:  # type: ignore[no-untyped-def]
+    engine, ingestor, source = store
+    items = [
+        RawItem(text="县医院收费不合理，群众反映强烈", platform="weibo", external_id="1"),
+        RawItem(text="另一条", url="https://news.example.cn/a/1.html?utm_source=x"),
+        RawItem(text="没有编号也没有网址的帖子"),
+    ]
+    first = ingestor.ingest(source, items)
+    assert (first.stored, first.duplicates) == (3, 0)
+    again = ingestor.ingest(source, [*items, RawItem(text="另一条", url="https://NEWS.example.cn/a/1.html")])
+    assert (again.stored, again.duplicates) == (0, 4)
+    assert len(_posts(engine)) == 3
+
+
+def test_times_are_utc_and_naive_times_use_the_source_zone(store) -> None:  # type: ignore[no-untyped-def]
+    engine, ingestor, source = store
+    ingestor.ingest(source, [
+        RawItem(text="本地时间", external_id="a", published_at=datetime(2024, 3, 5, 8, 0)),
+        RawItem(text="带时区", external_id="b", published_at=datetime(2024, 3, 5, 8, 0, tzinfo=UTC)),
+    ])
+    by_ext = {p.external_id: p.published_at for p in _posts(engine)}
+    assert by_ext["a"] == datetime(2024, 3, 5, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
+    assert by_ext["b"] == datetime(2024, 3, 5, 8, 0, tzinfo=UTC)
+
+
+def test_original_clean_normalised_and_tokens_are_kept(store) -> None:  # type: ignore[no-untyped-def]
+    engine, ingestor, source = store
+    ingestor.ingest(source, [RawItem(html="<p>網絡輿情<script>alert(1)</script>監測　ＡＢＣ</p>", external_id="h")])
+    post = _posts(engine)[0]
+    assert "<script>" in (post.html or "")
+    assert "alert" not in post.text_clean and "網絡輿情" in post.text_clean
+    assert "网络舆情" in post.text_norm and "abc" in post.text_norm
+    assert post.tokens and post.lang == "zh"
+
+
+def test_bad_items_are_counted_and_good_ones_stored(store) -> None:  # type: ignore[no-untyped-def]
+    engine, ingestor, source = store
+    stats = ingestor.ingest(source, [
+        RawItem(text="好的一条", external_id="ok"),
+        ItemError("line 2", "invalid JSON"),
+        RawItem(text="   ", external_id="empty"),
+    ])
+    assert (stats.read, stats.stored, stats.errors) == (3, 1, 2)
+    assert any("line 2" in s for s in stats.error_samples)
+
+
+def test_reposts_link_to_their_parent_even_when_stored_first(store) -> None:  # type: ignore[no-untyped-def]
+    engine, ingestor, source = store
+    child = RawItem(text="转发//@a:原帖", platform="weibo", external_id="c", kind="repost", reposts_of="p")
+    ingestor.ingest(source, [child])
+    ingestor.ingest(source, [RawItem(text="原帖内容", platform="weibo", external_id="p")])
+    by_ext = {p.external_id: p for p in _posts(engine)}
+    assert by_ext["c"].reposts_of_id == by_ext["p"].id
+
+
+def test_exact_and_near_duplicates_share_the_first_posts_group(store) -> None:  # type: ignore[no-untyped-def]
+    engine, ingestor, source = store
+    original = "某县人民医院被曝乱收费，患者住院三天被收取上万元检查费，院方回应称正在核查"
+    ingestor.ingest(source, [RawItem(text=original, external_id="1")])
+    ingestor.ingest(source, [
+        RawItem(text=original + " http://t.cn/abc", external_id="2"),  # exact after stripping
+        RawItem(text=original.replace("上万元", "一万多元"), external_id="3"),  # near
+        RawItem(text="今天天气晴朗，适合出门散步，公园里人很多，大家都很开心", external_id="4"),
+    ])
+    by_ext = {p.external_id: p for p in _posts(engine)}
+    first = by_ext["1"].id
+    assert by_ext["1"].dup_group == first and by_ext["1"].dup_kind == "original"
+    assert (by_ext["2"].dup_group, by_ext["2"].dup_kind) == (first, "exact")
+    assert (by_ext["3"].dup_group, by_ext["3"].dup_kind) == (first, "near")
+    assert by_ext["4"].dup_group == by_ext["4"].id
+
+
+def _ced_items(limit: int):  # type: ignore[no-untyped-def]
+    from tingfeng.collect.connectors.imports import read_items
+
+    return list(islice(read_items(CED, format="ced"), limit))
+
+
+def test_search_finds_every_substring_like_a_scan(store) -> None:  # type: ignore[no-untyped-def]
+    """Recall against a brute-force scan, for 1-4 character strings and multi-term queries."""
+    engine, ingestor, source = store
+    ingestor.ingest(source, _ced_items(3000))
+    with engine.connect() as conn:
+        rows = conn.execute(select(Post.id, Post.title_norm, Post.text_norm)).all()
+        runs = [m.group(0) for _, _, t in rows[:400] for m in re.finditer(r"[\u4e00-\u9fff]{4,}", t)]
+        queries = [r[:2] for r in runs[:25]] + [r[1:5] for r in runs[25:50]] + [r[:1] for r in runs[50:55]]
+        queries += [f"{a[:2]} {b[:2]}" for a, b in zip(runs[55:65], runs[65:75], strict=True)]
+        for q in queries:
+            expected = {pid for pid, ti, t in rows if all(term in t or term in ti for term in q.split())}
+            assert matching_ids(conn, q) == expected, q
+            assert count(conn, q) == len(expected), q
+
+
+def test_search_results_are_identical_on_both_databases(db_url: str, settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same data and queries on this database and on a SQLite reference give the same ids."""
+    results = {}
+    for name, url in (("this", db_url), ("ref", f"sqlite:///{tmp_path / 'ref.db'}")):
+        engine = make_engine(url)
+        upgrade(engine)
+        with write_transaction(engine) as conn:
+            sid = add_source(conn, name="t", kind="lead", config={}).id
+        Ingestor(engine, settings.model_copy(update={"database_url": url})).ingest(
+            SourceRef(sid, None), _ced_items(800)
+        )
+        with engine.connect() as conn:
+            uid_of = dict(conn.execute(select(Post.id, Post.uid)).all())
+            results[name] = {
+                q: sorted(uid_of[i] for i in matching_ids(conn, q))
+                for q in ("转发", "谣言", "微博 转发", "中国 -转发", "医", "(辟谣 | 真相) 微博", "转发微博")
+            }
+        engine.dispose()
+    assert results["this"] == results["ref"]
+    assert any(results["this"].values())
+
+
+def test_search_page_highlights_and_sorts_newest_first(store) -> None:  # type: ignore[no-untyped-def]
+    engine, ingestor, source = store
+    ingestor.ingest(source, [
+        RawItem(text="旧帖：医院收费问题", external_id="o", published_at=datetime(2024, 1, 1, tzinfo=UTC)),
+        RawItem(text="新帖：醫院收費<b>問題</b>", external_id="n", published_at=datetime(2024, 6, 1, tzinfo=UTC)),
+        RawItem(text="无关的帖子", external_id="x", published_at=datetime(2024, 7, 1, tzinfo=UTC)),
+    ])
+    with engine.connect() as conn:
+        page = search(conn, "医院收费", sort="newest")
+    assert [h.published_at.year * 100 + h.published_at.month for h in page.hits] == [202406, 202401]
+    # Traditional text is found by the Simplified query and marked on its original characters.
+    assert "<mark>醫院收費</mark>" in page.hits[0].snippet_html
+    assert "<b>" not in page.hits[0].snippet_html
+
+
+def test_english_terms_match_whole_words(store) -> None:  # type: ignore[no-untyped-def]
+    engine, ingestor, source = store
+    ingestor.ingest(source, [
+        RawItem(text="The art of listening", external_id="1"),
+        RawItem(text="A party in Hong Kong", external_id="2"),
+    ])
+    with engine.connect() as conn:
+        assert count(conn, "art") == 1
+        assert count(conn, '"hong kong"') == 1
+        assert count(conn, "ART OR party") == 2
+
+
+def test_bad_queries_raise_clear_errors(store) -> None:  # type: ignore[no-untyped-def]
+    engine, _, _ = store
+    with engine.connect() as conn:
+        for bad, fragment in (("-广告", "NOT needs"), ("a OR -b", "OR cannot"), ("!!!", "no letters")):
+            with pytest.raises(QueryError, match=fragment):
+                count(conn, bad)
+
+
+def test_ced_fixture_file_is_present() -> None:
+    assert CED.exists(), "the shared CED data set is expected at ../shared/data/rumor/ced"
+    with gzip.open(CED, "rt", encoding="utf-8") as fh:
+        assert "reposts" in json.loads(fh.readline())
+
+
+def test_post_count_helper(store) -> None:  # type: ignore[no-untyped-def]
+    engine, ingestor, source = store
+    ingestor.ingest(source, [RawItem(text=f"第{i}条", external_id=str(i)) for i in range(2500)], batch_size=1000)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count(Post.id))).scalar_one() == 2500
