@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -494,3 +498,52 @@ def test_per_host_concurrency(loopback: LoopbackServer, settings: Settings) -> N
     fetcher.close()
     assert len(results) == 5
     assert active[1] == 2
+
+
+# -- TLS through the address-pinning connection ---------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path, monkeypatch) -> Iterator[int]:
+    """An HTTPS server with a certificate for site.test, trusted through SSL_CERT_FILE."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=site.test",
+         "-addext", "subjectAltName=DNS:site.test"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"secure")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_keeps_the_host_name_for_certificate_checks(tls_server: int, make) -> None:
+    fetcher = make(resolve=hosts(**{"site.test": "127.0.0.1"}))
+    result = fetcher.get(f"https://site.test:{tls_server}/page", check_robots=False)
+    assert result.content == b"secure"
+    with pytest.raises(FetchError, match=re.escape("TLS certificate of 127.0.0.1 is not valid")):
+        fetcher.get(f"https://127.0.0.1:{tls_server}/page", check_robots=False)

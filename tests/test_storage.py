@@ -79,7 +79,7 @@ def test_original_clean_normalised_and_tokens_are_kept(store) -> None:  # type: 
 
 
 def test_bad_items_are_counted_and_good_ones_stored(store) -> None:  # type: ignore[no-untyped-def]
-    engine, ingestor, source = store
+    _, ingestor, source = store
     stats = ingestor.ingest(source, [
         RawItem(text="好的一条", external_id="ok"),
         ItemError("line 2", "invalid JSON"),

@@ -22,7 +22,7 @@ from tingfeng.collect.fetcher import Fetcher
 from tingfeng.collect.items import ItemError, RawItem
 from tingfeng.collect.runner import RunOutcome, record_push, run_source
 from tingfeng.db.engine import make_engine
-from tingfeng.ingest.ingestor import Ingestor, IngestStats, SourceRef
+from tingfeng.ingest.ingestor import Ingestor, SourceRef
 from tingfeng.settings import Settings
 
 log = logging.getLogger(__name__)

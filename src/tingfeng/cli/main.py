@@ -82,6 +82,8 @@ def main(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Migration chatter is noise on every command; warnings still show.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     ctx.obj = {"settings": settings}
 
 
@@ -381,7 +383,8 @@ def search(
     """Full-text search over stored posts."""
     from tingfeng.collect.sources import SourceNotFound, find_source
     from tingfeng.search.query import QueryError
-    from tingfeng.search.service import SearchFilters, count, search as run_search
+    from tingfeng.search.service import SearchFilters, count
+    from tingfeng.search.service import search as run_search
 
     filters = SearchFilters(since=_parse_time(since, "--since"), until=_parse_time(until, "--until"),
                             langs=list(lang))

@@ -179,7 +179,8 @@ def _from_groups(found: re.Match[str]) -> datetime | None:
 
 
 def _relative(text: str, now: datetime) -> datetime | None:
-    # Relative times are relative to the reader's clock, so they are returned in now's zone.
+    # "3分钟前" is an interval from now, so it keeps now's zone. "昨天 08:30" and "03-05 14:20"
+    # are wall-clock times of the site: naive, like any time written without a zone.
     if text == "刚刚":
         return now
     found = _RELATIVE.match(text)
@@ -189,19 +190,28 @@ def _relative(text: str, now: datetime) -> datetime | None:
     if found:
         day = now - timedelta(days=_DAY_WORDS[found["w"]])
         return day.replace(
-            hour=int(found["H"] or 0), minute=int(found["M"] or 0), second=0, microsecond=0
+            hour=int(found["H"] or 0),
+            minute=int(found["M"] or 0),
+            second=0,
+            microsecond=0,
+            tzinfo=None,
         )
     found = _MONTH_FIRST.match(text)
     if found:
         try:
             guess = now.replace(
-                month=int(found["m"]), day=int(found["d"]), hour=int(found["H"] or 0),
-                minute=int(found["M"] or 0), second=0, microsecond=0,
+                month=int(found["m"]),
+                day=int(found["d"]),
+                hour=int(found["H"] or 0),
+                minute=int(found["M"] or 0),
+                second=0,
+                microsecond=0,
+                tzinfo=None,
             )
         except ValueError:
             return None
         # "12-30" read on January 2nd is last year's.
-        if guess - now > timedelta(days=1):
+        if guess - now.replace(tzinfo=None) > timedelta(days=1):
             guess = guess.replace(year=guess.year - 1)
         return guess
     return None
@@ -213,9 +223,31 @@ def _relative(text: str, now: datetime) -> datetime | None:
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
 _BLOCK_TAGS = frozenset(
     (
-        "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
-        "section", "article", "blockquote", "pre", "header", "footer", "dd", "dt", "figure",
-        "figcaption", "hr",
+        "p",
+        "div",
+        "br",
+        "li",
+        "ul",
+        "ol",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "tr",
+        "table",
+        "section",
+        "article",
+        "blockquote",
+        "pre",
+        "header",
+        "footer",
+        "dd",
+        "dt",
+        "figure",
+        "figcaption",
+        "hr",
     )
 )
 _DROP_TAGS = ("script", "style", "noscript", "template")
@@ -557,10 +589,13 @@ def extract_article(html: str, url: str | None = None) -> Article:
         if body is not None and len(body):
             try:
                 root = convert_to_html(body)
-                article.html = "".join(
-                    lxml.etree.tostring(child, encoding="unicode", method="html")
-                    for child in root.find("body")
-                ).strip() or None
+                article.html = (
+                    "".join(
+                        lxml.etree.tostring(child, encoding="unicode", method="html")
+                        for child in root.find("body")
+                    ).strip()
+                    or None
+                )
             except (TypeError, ValueError):
                 article.html = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -113,6 +114,17 @@ class FetchResult:
 
 def _reason_of(exc: Exception) -> str:
     return getattr(exc, "msg", None) or str(exc) or type(exc).__name__
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _human_size(size: int) -> str:
@@ -394,7 +406,16 @@ class Fetcher:
                     status=result.status,
                     permanent=True,
                 )
-            following = self._build_url(str(httpx.URL(current).join(location)), None)
+            try:
+                following = self._build_url(str(httpx.URL(current).join(location)), None)
+            except httpx.InvalidURL as exc:
+                raise FetchError(
+                    f"{current} redirects to {location!r}, which is not a valid web address; "
+                    "check the URL in a browser.",
+                    url=current,
+                    status=result.status,
+                    permanent=True,
+                ) from exc
             if _origin_key(following) != _origin_key(current):
                 headers = {
                     k: v for k, v in headers.items() if k.lower() not in _ORIGIN_BOUND_HEADERS
@@ -422,7 +443,7 @@ class Fetcher:
                 return self._once(url, headers, limit, raise_for_status, truncate)
             except _Retry as retry:
                 if attempt + 1 >= attempts:
-                    raise retry.error from None
+                    raise retry.error from retry.__cause__
                 delay = self._backoff(attempt, retry.retry_after)
                 log.info("retrying %s in %.1f s: %s", url, delay, retry.error.message)
                 self._sleep(delay)
@@ -460,6 +481,13 @@ class Fetcher:
             except httpx.TimeoutException as exc:
                 raise _Retry(self._timeout_error(url, exc)) from exc
             except httpx.TransportError as exc:
+                if _caused_by(exc, ssl.SSLCertVerificationError):
+                    # Retrying at once cannot fix a certificate; the next scheduled run may.
+                    raise FetchError(
+                        f"the TLS certificate of {host} is not valid ({_reason_of(exc)}), so "
+                        f"{url} was not fetched; the site must fix its certificate.",
+                        url=url,
+                    ) from exc
                 raise _Retry(
                     FetchError(
                         f"could not connect to {host} for {url} ({_reason_of(exc)}); check that "
@@ -552,16 +580,17 @@ class Fetcher:
 
     def _timeout_error(self, url: str, exc: httpx.TimeoutException) -> FetchError:
         settings = self.settings
+        total_s = settings.fetch_total_timeout_s
         if isinstance(exc, httpx.ConnectTimeout):
             return FetchError(
                 f"could not connect to {_host_of(url)} within "
-                f"{settings.fetch_connect_timeout_s:g} s for {url}; the site may be down, "
-                "try again later.",
+                f"{min(settings.fetch_connect_timeout_s, total_s):g} s for {url}; the site may "
+                "be down, try again later.",
                 url=url,
             )
         return FetchError(
-            f"{url} did not answer within {settings.fetch_read_timeout_s:g} s; the site may be "
-            "slow or down, try again later or raise fetch_read_timeout_s.",
+            f"{url} did not answer within {min(settings.fetch_read_timeout_s, total_s):g} s; "
+            "the site may be slow or down, try again later or raise fetch_read_timeout_s.",
             url=url,
         )
 

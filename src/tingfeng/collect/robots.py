@@ -108,8 +108,8 @@ class RobotsCache:
                 # "unavailable" in RFC 9309 terms: no rules.
                 return _Entry(None, now + self._ttl_s)
             failure = FetchError(
-                f"could not read robots.txt of {host} ({answer.error.message}), so its pages "
-                "are not fetched for now; this is retried automatically.",
+                f"could not read robots.txt of {host}, so its pages are not fetched until it "
+                f"can be: {answer.error.message}",
                 url=robots_url,
             )
             return _Entry(None, now + ROBOTS_FAILURE_TTL_S, failure)

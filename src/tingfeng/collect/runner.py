@@ -8,6 +8,8 @@ stored, so a crash repeats a run instead of skipping items; the store ignores re
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -150,6 +152,7 @@ def _finish(engine: Engine, source: Source, state: dict[str, Any], stats: Ingest
                 items_read=stats.read,
                 items_stored=stats.stored,
                 duplicates=stats.duplicates,
+                worker=f"{socket.gethostname()}:{os.getpid()}",
                 error=error.message if error else (
                     f"{stats.errors} items could not be read, e.g. {stats.error_samples[0]}"
                     if stats.errors else None
@@ -173,5 +176,6 @@ def record_push(engine: Engine, source_id: int, stats: IngestStats, started: dat
                 source_id=source_id, started_at=started, finished_at=finished, ok=True,
                 items_read=stats.read, items_stored=stats.stored, duplicates=stats.duplicates,
                 error=f"{stats.errors} items rejected" if stats.errors else None,
+                worker=f"{socket.gethostname()}:{os.getpid()}",
             )
         )

@@ -148,6 +148,7 @@ class Post(Base):
         Index("ix_posts_canonical_url", "canonical_url"),
         Index("ix_posts_dup_group", "dup_group"),
         Index("ix_posts_reposts_of_key", "reposts_of_key"),
+        Index("ix_posts_reply_to_key", "reply_to_key"),
     )
 
 
@@ -165,5 +166,7 @@ class FetchLog(Base):
     items_stored: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # host:pid of the process that ran it, to see how work spreads over workers.
+    worker: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     __table_args__ = (Index("ix_fetch_log_source_started", "source_id", "started_at"),)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from datetime import UTC
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, select, text, update
 
 from tingfeng.db.models import Post, Source
 
@@ -65,6 +68,45 @@ def allocate_ids(conn: Connection, n: int) -> list[int]:
     return [r[0] for r in rows]
 
 
+_COLUMNS: tuple[str, ...] = tuple(c.name for c in Post.__table__.columns)
+_DATETIMES = frozenset(
+    c.name for c in Post.__table__.columns if c.type.__class__.__name__ == "UtcDateTime"
+)
+_JSONS = frozenset(c.name for c in Post.__table__.columns if c.type.__class__.__name__ == "JSON")
+
+
+def _sqlite_insert_sql() -> str:
+    return f"INSERT INTO posts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
+def _sqlite_time(value: Any) -> str:
+    # The same text form SQLAlchemy's SQLite DateTime writes, so both paths sort alike.
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+
+
+def _sqlite_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+_CONVERT = tuple(
+    (i, _sqlite_time if name in _DATETIMES else _sqlite_json)
+    for i, name in enumerate(_COLUMNS)
+    if name in _DATETIMES or name in _JSONS
+)
+_ROW_VALUES = itemgetter(*_COLUMNS)
+
+
+def _sqlite_tuple(row: dict[str, Any]) -> tuple[Any, ...]:
+    try:
+        values = list(_ROW_VALUES(row))
+    except KeyError:
+        values = [row.get(name) for name in _COLUMNS]
+    for i, convert in _CONVERT:
+        if values[i] is not None:
+            values[i] = convert(values[i])
+    return tuple(values)
+
+
 def insert_posts(conn: Connection, rows: list[dict[str, Any]]) -> set[int]:
     """Insert rows (ids included); a row whose uid appeared meanwhile is skipped.
 
@@ -78,8 +120,9 @@ def insert_posts(conn: Connection, rows: list[dict[str, Any]]) -> set[int]:
     else:
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     if conn.dialect.name == "sqlite":
-        # Under the write lock nobody else can insert: a plain executemany is the fast path.
-        conn.execute(insert(table), rows)
+        # Under the write lock nobody else can insert, so a plain DBAPI executemany is safe;
+        # it skips SQLAlchemy's per-row parameter processing, about a fifth of ingest time.
+        conn.exec_driver_sql(_sqlite_insert_sql(), [_sqlite_tuple(r) for r in rows])
         return {r["id"] for r in rows}
     stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["uid"]).returning(table.c.id)
     result = conn.execute(stmt, rows)

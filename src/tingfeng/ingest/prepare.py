@@ -57,10 +57,7 @@ class Preparer:
         return min(value, now + timedelta(days=1))
 
     def prepare(self, item: RawItem, source_id: int, tz: str | None, now: datetime) -> Draft:
-        if item.html:
-            clean = html_to_text(item.html)
-        else:
-            clean = clean_text(item.text or "")
+        clean = html_to_text(item.html) if item.html else clean_text(item.text or "")
         clean = clean[:MAX_TEXT_CHARS]
         title = clean_text(item.title or "")[:2000] if item.title else ""
         if not clean and not title:

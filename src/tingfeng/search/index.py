@@ -11,7 +11,6 @@ from sqlalchemy import Connection, text
 
 from tingfeng.search.tokens import index_body, tsvector_literal
 
-_SQLITE_ADD = text("INSERT INTO post_fts(rowid, title, body) VALUES (:id, :title, :body)")
 _SQLITE_DELETE = text(
     "INSERT INTO post_fts(post_fts, rowid, title, body) VALUES ('delete', :id, :title, :body)"
 )
@@ -31,7 +30,10 @@ def add_to_index(conn: Connection, rows: Sequence[tuple[int, str, str]]) -> None
     if not rows:
         return
     if conn.dialect.name == "sqlite":
-        conn.execute(_SQLITE_ADD, _sqlite_rows(rows))
+        conn.exec_driver_sql(
+            "INSERT INTO post_fts(rowid, title, body) VALUES (?, ?, ?)",
+            [(pid, index_body(title), index_body(body)) for pid, title, body in rows],
+        )
     else:
         conn.execute(
             _PG_ADD, [{"id": pid, "vector": tsvector_literal(title, body)} for pid, title, body in rows]

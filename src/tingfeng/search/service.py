@@ -15,7 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, text
 
 from tingfeng.analyze.normalize import normalize, to_simplified
-from tingfeng.search.query import And, Node, Not, Or, QueryError, Term, parse_query
+from tingfeng.search.query import And, Node, Not, QueryError, Term, parse_query
 from tingfeng.search.tokens import TermPattern, term_pattern
 
 Sort = Literal["newest", "oldest", "relevance", "collected"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ValidationError
 
 from tingfeng.collect.errors import ConfigError
-from tingfeng.collect.items import RawItem
+from tingfeng.collect.items import ItemError, RawItem
 
 if TYPE_CHECKING:
     from tingfeng.collect.fetcher import Fetcher
@@ -74,7 +74,7 @@ class Connector(ABC):
         return cls(config)
 
     @abstractmethod
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem]:
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
         """Yield the items found in this run."""
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import lxml.etree
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
 from tingfeng.collect.connectors.base import CollectContext, Connector, register
@@ -234,7 +234,11 @@ class ListCrawler:
 class BoardConfig(ListConfig):
     """Configuration of a `board` source."""
 
-    url: str = Field(description="Address of the first list page.")
+    # "list_url" is accepted too: it is what the CLI's --url option fills in for a board.
+    url: str = Field(
+        validation_alias=AliasChoices("url", "list_url"),
+        description="Address of the first list page.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -253,7 +257,8 @@ class BoardConnector(Connector):
     title = "List page (news column, forum board)"
     Config = BoardConfig
 
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
+    # The base class still declares Iterator[RawItem]; ItemError is part of the contract.
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
         config: BoardConfig = self.config  # type: ignore[assignment]
         crawler = ListCrawler(config, ctx, need_fetcher(ctx, self.kind))
         yield from crawler.crawl(config.url)

@@ -181,7 +181,8 @@ class FeedConnector(Connector):
     title = "RSS / Atom / JSON Feed"
     Config = FeedConfig
 
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
+    # The base class still declares Iterator[RawItem]; ItemError is part of the contract.
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
         config: FeedConfig = self.config  # type: ignore[assignment]
         fetcher = ctx.fetcher
         if fetcher is None:
@@ -203,8 +204,13 @@ class FeedConnector(Connector):
         for number, entry in enumerate(feed.entries, start=1):
             if limit is not None and count >= limit:
                 break
-            if not (entry.link or entry.title or entry.content_html or entry.summary_html
-                    or entry.content_text):
+            if not (
+                entry.link
+                or entry.title
+                or entry.content_html
+                or entry.summary_html
+                or entry.content_text
+            ):
                 yield ItemError(f"entry {number} of feed", "has no link, title or content")
                 continue
             item = self._item(entry, feed.title)
@@ -254,10 +260,15 @@ class FeedConnector(Connector):
         assert entry.link is not None
         try:
             page = fetcher.get(entry.link)
-            article = extract_article(page.text, page.url)
         except CollectError as exc:
             item.extra["article_error"] = exc.message
             return
+        content_type = page.headers.get("content-type", "text/html")
+        if "html" not in content_type and "xml" not in content_type:
+            # A podcast enclosure or a PDF: nothing to extract, the summary stays.
+            item.extra["article_error"] = f"the link is not a web page ({content_type})"
+            return
+        article = extract_article(page.text, page.url)
         if not article.text:
             item.extra["article_error"] = "no article text found on the page"
             return

@@ -6,8 +6,11 @@ never stops an import. A `mapping` says which column (or dotted JSON path) feeds
 field; presets in `collect/presets/import_*.json` hold ready mappings for common exports
 (MediaCrawler, 12345 hotline work orders).
 
-The same code serves the `import` source kind (the connector below, which remembers how far
-it got in `state["offset"]`) and the `tingfeng ingest FILE` command (`read_items`).
+The same code serves the `import` source kind (the connector below) and the
+`tingfeng ingest FILE` command (`read_items`). The connector keeps in `state["offset"]` how
+many records it has read, so the next run starts after them (and picks up lines appended since);
+resuming skips records without mapping them (CED: whole cascades at once). Re-reading is safe
+anyway: the store ignores items it already holds.
 
 Times: naive date-times stay naive (the pipeline reads them in the source's time zone);
 numeric epochs (seconds, milliseconds or microseconds) become aware UTC times.
@@ -102,6 +105,8 @@ _HEADER_SCAN_ROWS = 20
 # Larger than any real cell, yet a bound: csv's default of 128 KiB rejects long posts.
 _CSV_FIELD_LIMIT = 64 * 1024 * 1024
 _JSON_CHUNK = 1 << 20
+# An array element still not complete after this many characters is broken JSON, not a big post.
+_JSON_MAX_ENTRY = 64 << 20
 
 _MAGIC = (
     (b"\x89PNG", "a PNG image"),
@@ -347,7 +352,7 @@ def parse_time(
             return datetime(1899, 12, 30) + timedelta(days=float(value))
         return _from_epoch(value)
     if not isinstance(value, str):
-        raise ValueError(f"expected a date/time, found {type(value).__name__}")
+        raise ValueError(f"expected a date/time, found a JSON {json_type(value)}")
     text = value.strip()
     if not text:
         return None
@@ -407,7 +412,7 @@ def _parse_time_text(text: str, now: datetime) -> datetime:
             return dateutil_parser.parse(text, default=datetime(now.year, 1, 1))
         except (ValueError, OverflowError):
             pass
-    raise ValueError(f"cannot read {text!r} as a date/time; set time_format, e.g. %Y/%m/%d %H:%M")
+    raise ValueError(f"cannot read {text!r} as a date/time")
 
 
 _COUNT_UNITS = {"万": 10_000, "w": 10_000, "W": 10_000, "亿": 100_000_000, "k": 1_000, "K": 1_000}
@@ -461,7 +466,7 @@ def _as_text(value: Any) -> str | None:
         return str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
-    raise ValueError(f"expected text, found a JSON {type(value).__name__}")
+    raise ValueError(f"expected text, found a JSON {json_type(value)}")
 
 
 _KIND_WORDS = {
@@ -505,6 +510,13 @@ def _lookup(record: Mapping[str, Any], path: str) -> Any:
         if current is None:
             return None
     return current
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type, for messages ("string", "list", "object")."""
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}
+    kind = names.get(type(value))
+    return kind or ("number" if isinstance(value, int | float) else type(value).__name__)
 
 
 def _blank(value: Any) -> bool:
@@ -650,8 +662,11 @@ class Mapper:
         def column_of(name: str) -> str:
             return " / ".join(fields.get(name, ())) or "(not mapped)"
 
-        text = _as_text(get(record, fields.get("text", ())))
-        html = _as_text(get(record, fields.get("html", ())))
+        try:
+            text = _as_text(get(record, fields.get("text", ())))
+            html = _as_text(get(record, fields.get("html", ())))
+        except ValueError as exc:
+            raise ValueError(f"{column_of('text')}: {exc}") from exc
         if _blank(text) and _blank(html):
             raise ValueError(f"no text (column {column_of('text')} is empty or missing)")
         for value in (text, html):
@@ -664,11 +679,23 @@ class Mapper:
         item = RawItem(
             text=text if not _blank(text) else None, html=html if not _blank(html) else None
         )
+        strict = variant.strict
+
+        def optional(name: str, convert: Any, value: Any) -> Any:
+            # A field the user mapped must read; one from a preset or the default mapping may
+            # meet other data under its name (a "user" object, a "kind" of "video"): then unset.
+            try:
+                return convert(value)
+            except ValueError as exc:
+                if name in strict:
+                    raise ValueError(f"{column_of(name)}: {exc}") from exc
+                return None
+
         item.external_id = _as_id(get(record, fields.get("id", ())))
         for name in _STRING_FIELDS:
-            value = _as_text(get(record, fields.get(name, ())))
+            value = optional(name, _as_text, get(record, fields.get(name, ())))
             if not _blank(value):
-                setattr(item, name, value.strip())  # type: ignore[union-attr]
+                setattr(item, name, value.strip())
         for name in _COUNT_FIELDS:
             setattr(item, name, parse_count(get(record, fields.get(name, ()))))
         for name in _LINK_FIELDS:
@@ -683,11 +710,11 @@ class Mapper:
                 )
             except ValueError as exc:
                 used = next((c for c in time_columns if _lookup(record, c) is raw_time), "time")
-                raise ValueError(f"{used}: {exc}") from exc
+                hint = "" if self.time_format else "; set time_format, e.g. %Y/%m/%d %H:%M"
+                raise ValueError(f"{used}: {exc}{hint}") from exc
         raw_kind = get(record, fields.get("kind", ()))
-        item.kind = (
-            _as_kind(raw_kind) if raw_kind is not None else (variant.kind or self.kind or "post")
-        )
+        kind = optional("kind", _as_kind, raw_kind) if raw_kind is not None else None
+        item.kind = kind or variant.kind or self.kind or "post"
         if item.platform is None:
             item.platform = self.platform
         for name, columns in fields.items():
@@ -753,6 +780,10 @@ def _what_binary(sample: bytes) -> str | None:
     return None
 
 
+def _first_char(sample: bytes) -> bytes:
+    return sample.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+
+
 def _strip_gz(name: str) -> str:
     return name[:-3] if name.lower().endswith(".gz") else name
 
@@ -780,11 +811,11 @@ def detect_format(path: Path, sample: bytes, config: ImportConfig | None = None)
     if fmt is None:
         if sample.startswith(b"PK\x03\x04"):
             fmt = "xlsx"
-        elif sample.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+        elif _first_char(sample) in (b"{", b"["):
             fmt = "json"
         else:
             fmt = "csv"
-    if fmt == "json" and sample.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] != b"[":
+    if fmt == "json" and _first_char(sample) != b"[":
         fmt = "jsonl"  # one object per line (or a single object) under a .json name
     # A CED file given without a mapping is recognised: `tingfeng ingest cascades.jsonl.gz` works.
     if fmt == "jsonl" and (config is None or (not config.mapping and not config.preset)):
@@ -809,8 +840,13 @@ def _text_stream(handle: IO[bytes], encoding: str) -> io.TextIOWrapper:
     return io.TextIOWrapper(handle, encoding=encoding, errors="replace", newline="")
 
 
-def _jsonl_records(handle: IO[bytes], encoding: str) -> Iterator[tuple[str, dict[str, Any] | _Bad]]:
-    """(where, object) per non-empty line, decoded one by one: one bad line is one error."""
+def _jsonl_records(
+    handle: IO[bytes], encoding: str, skip: int = 0
+) -> Iterator[tuple[str, dict[str, Any] | _Bad]]:
+    """(where, object) per non-empty line, decoded one by one: one bad line is one error.
+
+    The first `skip` records are passed over without decoding them (resuming a large file).
+    """
     wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
     lines: Iterable[bytes | str] = _text_stream(handle, encoding) if wide else handle
     codec = "utf-8" if encoding == "utf-8-sig" else encoding
@@ -821,6 +857,9 @@ def _jsonl_records(handle: IO[bytes], encoding: str) -> Iterator[tuple[str, dict
                 line = line[3:]
             if not line.strip():
                 continue
+            if skip:
+                skip -= 1
+                continue
             try:
                 text = line.decode(codec)
             except UnicodeDecodeError as exc:
@@ -830,13 +869,16 @@ def _jsonl_records(handle: IO[bytes], encoding: str) -> Iterator[tuple[str, dict
             text = line.lstrip("\ufeff") if number == 1 else line
             if not text.strip():
                 continue
+            if skip:
+                skip -= 1
+                continue
         try:
             record = json.loads(text)
         except ValueError as exc:
             yield where, _Bad(f"invalid JSON: {exc}")
             continue
         if not isinstance(record, dict):
-            yield where, _Bad(f"expected a JSON object, found a {type(record).__name__}")
+            yield where, _Bad(f"expected a JSON object, found a {json_type(record)}")
             continue
         yield where, record
 
@@ -887,6 +929,9 @@ def _json_array_records(
                     # No way to find the next element after broken JSON: report and stop.
                     yield f"entry {number}", _Bad(f"invalid JSON: {exc}; the rest is skipped")
                     return
+                if len(buffer) - pos > _JSON_MAX_ENTRY:
+                    yield f"entry {number}", _Bad(f"invalid JSON: {exc}; the rest is skipped")
+                    return
                 more = stream.read(max(_JSON_CHUNK, len(buffer)))
                 eof = not more
                 buffer, pos = buffer[pos:] + more, 0
@@ -898,14 +943,16 @@ def _json_array_records(
         else:
             yield (
                 f"entry {number}",
-                _Bad(f"expected a JSON object, found a {type(record).__name__}"),
+                _Bad(f"expected a JSON object, found a {json_type(record)}"),
             )
 
 
-def _guess_delimiter(first_line: str, path: Path) -> str:
+def _guess_delimiter(head: str, path: Path) -> str:
+    """The delimiter used most in the first lines (a title line above the header has none)."""
     if _strip_gz(path.name.lower()).endswith(".tsv"):
         return "\t"
-    counts = {d: first_line.count(d) for d in (",", "\t", ";", "|")}
+    lines = head.splitlines()[:_HEADER_SCAN_ROWS]
+    counts = {d: sum(line.count(d) for line in lines) for d in (",", "\t", ";", "|")}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] else ","
 
@@ -982,7 +1029,7 @@ def _open_workbook(path: Path, sheet: str | None) -> Iterator[Any]:
 def _ced_problem(record: Any) -> str | None:
     """Why `record` is not a CED cascade, or None when it is one."""
     if not isinstance(record, dict):
-        return f"a JSON {type(record).__name__} instead of an object"
+        return f"a JSON {json_type(record)} instead of an object"
     missing = [k for k in ("id", "text", "time", "reposts") if k not in record]
     if missing:
         return f"no {', '.join(missing)} field (fields: {', '.join(list(record)[:20])})"
@@ -1082,6 +1129,7 @@ def _ced_items(
 ) -> Iterator[RawItem | ItemError]:
     """Each cascade's source post, then its reposts; the first `offset` items are skipped."""
     skip = offset
+    first = True
     for number, line in enumerate(handle, 1):
         if not line.strip():
             continue
@@ -1092,7 +1140,7 @@ def _ced_items(
         except ValueError as exc:
             record, problem = None, f"invalid JSON: {exc}"
         if problem is not None:
-            if number == 1:
+            if first:
                 raise ConfigError(
                     f"{name} is not a CED cascades file: its first line is {problem}. "
                     "CED lines hold id, text, time and reposts; for other JSON files use "
@@ -1103,6 +1151,7 @@ def _ced_items(
                 continue
             yield ItemError(where, f"not a CED cascade: {problem}")
             continue
+        first = False
         reposts = record["reposts"]
         if skip > len(reposts):  # the whole cascade was read before: skip it cheaply
             skip -= len(reposts) + 1
@@ -1164,6 +1213,8 @@ def iter_file(
             f"{path.name} is not an .xlsx workbook: it looks like {what}. "
             "Choose the matching format (csv, jsonl) or save the sheet as .xlsx."
         )
+    if limit is not None and limit <= 0:
+        return
     items = _items(path, fmt, config, sample, offset, now or datetime.now(), preset)
     produced = 0
     for item in items:
@@ -1201,9 +1252,9 @@ def _items(
         replacement_decoded=fmt == "csv",
     )
     what = path.name
-    with _records(path, fmt, config, sample, encoding, mapper) as records:
+    with _records(path, fmt, config, sample, encoding, mapper, offset) as records:
         first_record = True
-        for where, record in islice(_guard(records, path), offset, None):
+        for where, record in _guard(records, path):
             if isinstance(record, _Bad):
                 yield ItemError(where, record.message)
                 continue
@@ -1215,27 +1266,33 @@ def _items(
 
 @contextmanager
 def _records(
-    path: Path, fmt: str, config: ImportConfig, sample: bytes, encoding: str, mapper: Mapper
+    path: Path,
+    fmt: str,
+    config: ImportConfig,
+    sample: bytes,
+    encoding: str,
+    mapper: Mapper,
+    skip: int,
 ) -> Iterator[Iterator[tuple[str, dict[str, Any] | _Bad]]]:
+    """The file's records, the first `skip` left out."""
     what = path.name
     if fmt == "xlsx":
         with _open_workbook(path, config.sheet) as sheet:
             rows = ((n, list(r)) for n, r in enumerate(sheet.iter_rows(values_only=True), 1))
-            yield _tabular_records(rows, mapper, f"{what} (sheet {sheet.title!r})", "row")
+            records = _tabular_records(rows, mapper, f"{what} (sheet {sheet.title!r})", "row")
+            yield islice(records, skip, None)
         return
     with open_binary(path) as handle:
-        if fmt == "jsonl":
-            yield _jsonl_records(handle, encoding)
+        if fmt == "jsonl" or (fmt == "json" and _first_char(sample) != b"["):
+            # (A .json file holding objects one after another is read as JSON Lines.)
+            yield _jsonl_records(handle, encoding, skip)
         elif fmt == "json":
-            yield _json_array_records(handle, encoding)
+            yield islice(_json_array_records(handle, encoding), skip, None)
         elif fmt == "csv":
-            first_line = (
-                sample.decode(encoding, errors="replace").lstrip("\ufeff").split("\n", 1)[0]
-            )
-            delimiter = config.delimiter or _guess_delimiter(first_line, path)
-            yield _tabular_records(
-                _csv_rows(_text_stream(handle, encoding), delimiter), mapper, what, "line"
-            )
+            head = sample.decode(encoding, errors="replace").lstrip("\ufeff")
+            delimiter = config.delimiter or _guess_delimiter(head, path)
+            rows = _csv_rows(_text_stream(handle, encoding), delimiter)
+            yield islice(_tabular_records(rows, mapper, what, "line"), skip, None)
         else:
             raise ConfigError(f"Unknown format {fmt!r}: use jsonl, json, csv, xlsx or ced.")
 

@@ -33,8 +33,20 @@ PRESET_PACKAGE = "tingfeng.collect"
 PRESET_FOLDER = "presets"
 
 ITEM_FIELDS = (
-    "text", "title", "url", "id", "author", "published_at", "reposts", "comments", "likes",
-    "views", "html", "lang", "reply_to", "reposts_of",
+    "text",
+    "title",
+    "url",
+    "id",
+    "author",
+    "published_at",
+    "reposts",
+    "comments",
+    "likes",
+    "views",
+    "html",
+    "lang",
+    "reply_to",
+    "reposts_of",
 )
 COUNT_FIELDS = ("reposts", "comments", "likes", "views")
 TEMPLATE_NAMES = ("base_url", "keyword", "page", "cursor")
@@ -50,18 +62,30 @@ PathSpec = str | list[str]
 
 
 def preset_names() -> list[str]:
-    """Names of the shipped presets."""
+    """Names of the shipped json_api presets.
+
+    The presets folder is shared with other connectors (import_*.json for file imports); a
+    json_api preset is one that sets a url_template.
+    """
     folder = resources.files(PRESET_PACKAGE).joinpath(PRESET_FOLDER)
     if not folder.is_dir():
         return []
-    names = (p.name for p in folder.iterdir())
-    return sorted(n.removesuffix(".json") for n in names if n.endswith(".json"))
+    names = (p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+    return sorted(name for name in names if _is_json_api_preset(name))
 
 
 @cache
 def _load_preset_text(name: str) -> str:
     path = resources.files(PRESET_PACKAGE).joinpath(PRESET_FOLDER, f"{name}.json")
     return path.read_text(encoding="utf-8")
+
+
+def _is_json_api_preset(name: str) -> bool:
+    try:
+        data = json.loads(_load_preset_text(name))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "url_template" in data
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -329,7 +353,8 @@ class JsonApiConnector(Connector):
     title = "JSON API (Mastodon, Bluesky, Reddit, HN, hot lists, custom)"
     Config = JsonApiConfig
 
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
+    # The base class still declares Iterator[RawItem]; ItemError is part of the contract.
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
         config: JsonApiConfig = self.config  # type: ignore[assignment]
         fetcher = need_fetcher(ctx, self.kind)
         limits = [n for n in (config.max_items, ctx.limit) if n is not None]

@@ -69,8 +69,13 @@ def lead_item(
         # What the person pasted is what they saw; the page may be a login wall, so their text
         # wins and the page only adds title, author and time.
         return RawItem(
-            kind="article", url=url, text=text, title=article.title, author=article.author,
-            published_at=article.published_at, extra=extra,
+            kind="article",
+            url=url,
+            text=text,
+            title=article.title,
+            author=article.author,
+            published_at=article.published_at,
+            extra=extra,
         )
     if not article.text and not article.title:
         raise CollectError(f"No text was found at {url}; paste the text instead.")
@@ -101,6 +106,7 @@ class LeadConnector(Connector):
     Config = LeadConfig
     uses_network = False
 
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
+    # The base class still declares Iterator[RawItem]; ItemError is part of the contract.
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
         # Leads arrive through `lead_item` when a person submits one, never by schedule.
         return iter(())

@@ -13,12 +13,12 @@ its replay time as `published_at` (so it looks live) and keeps the original time
 never stores a post twice.
 
 The index: CED files are ordered by cascade, not by time, so the first run reads the file once
-(about 3.5 s for the 1.27 M items of CED on a laptop-class CPU), sorts the (time, line,
-repost) keys and saves arrays of line numbers and repost positions (10 MB for CED) plus the
-byte offset of each line; a .gz file is decompressed once into the index folder so lines can
-be read by seeking. Other formats are read through the importer and their items saved, one
-JSON line each, in the index folder. The folder is keyed by the file's path, size and mtime:
-a changed file gets a new index and the replay starts over.
+(3.6-4 s for the 1.27 M items of CED on one core; ~220 MB of memory while sorting), sorts the
+(time, line, repost) keys and saves arrays of line numbers and repost positions plus the byte
+offset of each line (10 MB for CED); a .gz file is decompressed once into the index folder
+(170 MB for CED) so lines can be read by seeking. Other formats are read through the importer
+and their items saved, one JSON line each, in the index folder. The folder is keyed by the
+file's path, size and mtime: a changed file gets a new index and the replay starts over.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -84,12 +84,19 @@ class ReplayConfig(ImportConfig):
         3.0, ge=0, description="Longest wall pause between two items; longer quiet is cut short."
     )
     batch_max: int = Field(2000, ge=1, le=100_000, description="Items per run at most.")
-    loop: bool = Field(False, description="Start again at the end (ids repeat: nothing new is stored).")
+    loop: bool = Field(
+        False, description="Start again at the end (ids repeat: nothing new is stored)."
+    )
     max_lag_s: float = Field(
         60.0,
         ge=0,
         description="When the replay is further behind than this (service stopped, runs too "
         "rare), its timeline shifts to resume live instead of bursting; 0 replays the backlog.",
+    )
+    start_at: datetime | None = Field(
+        None,
+        description="Data time to begin at, e.g. 2012-09-01 (CED is sparse before 2012-04); "
+        "naive times are read in the file's zone.",
     )
     index_dir: str | None = Field(
         None, description=f"Folder for the sorted index (default: <temp>/{INDEX_FOLDER})."
@@ -139,7 +146,7 @@ class ReplayIndex:
     line_starts: array[int]  # ced: byte offset of each line, then the file's length
     platform: str
     zone: tzinfo
-    errors: list[str] = field(default_factory=list)
+    errors: list[list[str]] = field(default_factory=list)  # [where, message]
     error_count: int = 0
     build_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -179,7 +186,9 @@ class ReplayIndex:
         try:
             if index < 0:
                 return ced_source_item(record, self.platform)
-            return ced_repost_item(record["reposts"][index], str(record["id"]), local, self.platform)
+            return ced_repost_item(
+                record["reposts"][index], str(record["id"]), local, self.platform
+            )
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError, OSError) as exc:
             return ItemError(where, f"unreadable item: {exc}")
 
@@ -215,8 +224,16 @@ def index_key(config: ReplayConfig, path: Path) -> str:
         "mtime_ns": stat.st_mtime_ns,
         **config.model_dump(
             include={
-                "format", "mapping", "preset", "platform", "kind", "encoding",
-                "time_format", "sheet", "delimiter", "timezone",
+                "format",
+                "mapping",
+                "preset",
+                "platform",
+                "kind",
+                "encoding",
+                "time_format",
+                "sheet",
+                "delimiter",
+                "timezone",
             }
         ),
     }
@@ -236,10 +253,11 @@ def _build_ced(source: Path, folder: Path, platform: str) -> dict[str, Any]:
     lines = array("i")
     positions = array("i")
     starts = array("q")
-    errors: list[str] = []
+    errors: list[list[str]] = []
     error_count = 0
     offset = 0
-    with open_binary(source) as handle, (data_path.open("wb") if gz else nullcontext()) as out:
+    first = True
+    with open_binary(source) as handle, data_path.open("wb") if gz else nullcontext() as out:
         for number, line in enumerate(handle):
             starts.append(offset)
             offset += len(line)
@@ -252,19 +270,20 @@ def _build_ced(source: Path, folder: Path, platform: str) -> dict[str, Any]:
                 problem = _ced_problem(record)
             except ValueError as exc:
                 record, problem = None, f"invalid JSON: {exc}"
+            if problem is not None and first:
+                raise ConfigError(
+                    f"{source.name} is not a CED cascades file: its first line is {problem}. "
+                    "Give the format (jsonl, csv...) and a mapping to replay another file."
+                )
+            first = False
             if problem is None:
                 local = ced_local_time(record)
                 if local is None:
                     problem = f"unreadable time {record.get('time')!r}"
             if problem is not None:
-                if number == 0:
-                    raise ConfigError(
-                        f"{source.name} is not a CED cascades file: its first line is {problem}. "
-                        "Give the format (jsonl, csv...) and a mapping to replay another file."
-                    )
                 error_count += 1
                 if len(errors) < _KEPT_ERRORS:
-                    errors.append(f"line {number + 1}: {problem}")
+                    errors.append([f"line {number + 1}", problem])
                 continue
             assert local is not None
             source_key = local.strftime(_ISO_SECONDS)
@@ -315,16 +334,19 @@ def _build_items(config: ReplayConfig, folder: Path) -> dict[str, Any]:
     times: list[float] = []
     offsets = array("q")
     lengths = array("i")
-    errors: list[str] = []
+    errors: list[list[str]] = []
     error_count = 0
     offset = 0
+    record = 0
     with data_path.open("wb") as out:
         for item in iter_file(config):
-            problem: str | None = None
+            record += 1
+            problem: list[str] | None = None
             if isinstance(item, ItemError):
-                problem = f"{item.where}: {item.message}"
+                problem = [item.where, item.message]
             elif item.published_at is None:
-                problem = f"item {item.external_id or item.url or '?'} has no time"
+                name = f"item {item.external_id}" if item.external_id else f"record {record}"
+                problem = [name, "it has no time (published_at is not mapped or empty)"]
             if problem is not None:
                 error_count += 1
                 if len(errors) < _KEPT_ERRORS:
@@ -366,12 +388,14 @@ def _save(built: dict[str, Any], folder: Path, source: Path, build_s: float) -> 
     meta = {
         "version": INDEX_VERSION,
         "source": str(source.resolve()),
+        "source_size": source.stat().st_size,
+        "source_mtime_ns": source.stat().st_mtime_ns,
         "kind": built["kind"],
         "data_path": str(built["data_path"]),
         "typecodes": {name: built[name].typecode for name in _ARRAYS},
         "itemsizes": {name: built[name].itemsize for name in _ARRAYS},
         "counts": {name: len(built[name]) for name in _ARRAYS},
-        "byteorder": os.sys.byteorder,
+        "byteorder": sys.byteorder,
         "errors": built["errors"],
         "error_count": built["error_count"],
         "platform": built["platform"],
@@ -385,7 +409,7 @@ def _load(folder: Path, key: str, zone: tzinfo) -> ReplayIndex | None:
     """The saved index in `folder`, or None when it is absent, stale or damaged."""
     try:
         meta = json.loads((folder / "meta.json").read_text("utf-8"))
-        if meta["version"] != INDEX_VERSION or meta["byteorder"] != os.sys.byteorder:
+        if meta["version"] != INDEX_VERSION or meta["byteorder"] != sys.byteorder:
             return None
         arrays: dict[str, array[int]] = {}
         for name in _ARRAYS:
@@ -410,23 +434,32 @@ def _load(folder: Path, key: str, zone: tzinfo) -> ReplayIndex | None:
         line_starts=arrays["line_starts"],
         platform=meta["platform"],
         zone=zone,
-        errors=list(meta["errors"]),
+        errors=[list(e) for e in meta["errors"]],
         error_count=int(meta["error_count"]),
         build_s=float(meta["build_s"]),
     )
 
 
 def _remove_older(root: Path, source: Path, keep: str) -> None:
-    """Deletes other indexes of the same file (an older version of it): they can be large."""
+    """Deletes the indexes of older versions of the same file: they can be large."""
     wanted = str(source.resolve())
+    stat = source.stat()
     for folder in root.iterdir():
-        if folder.name == keep or folder.name.startswith(".") or not folder.is_dir():
+        if folder.name == keep or not folder.is_dir():
+            continue
+        if folder.name.startswith("."):
+            # Left by a build that crashed; one in progress is younger than a day.
+            if time.time() - folder.stat().st_mtime > 86400:
+                shutil.rmtree(folder, ignore_errors=True)
             continue
         try:
             meta = json.loads((folder / "meta.json").read_text("utf-8"))
         except (OSError, ValueError):
             continue
-        if meta.get("source") == wanted:
+        if meta.get("source") == wanted and (
+            meta.get("source_size"),
+            meta.get("source_mtime_ns"),
+        ) != (stat.st_size, stat.st_mtime_ns):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -487,7 +520,10 @@ def _build(
         raise
     _remove_older(root, source, key)
     log.info(
-        "replay index of %s: %d items in %.1f s (%s)", source.name, len(built["first"]), build_s,
+        "replay index of %s: %d items in %.1f s (%s)",
+        source.name,
+        len(built["first"]),
+        build_s,
         folder,
     )
     index = _load(folder, key, zone)
@@ -537,6 +573,24 @@ class ReplayConnector(Connector):
                 return index.data_time(item)
         return None
 
+    def _seek(self, index: ReplayIndex, start: datetime) -> int:
+        """The first position at or after data time `start` (binary search: the index is sorted)."""
+        target = (start if start.tzinfo else start.replace(tzinfo=index.zone)).timestamp()
+        low, high = 0, len(index)
+        while low < high:
+            middle = (low + high) // 2
+            item = index.read(middle)
+            # An unreadable item has no time: judge by the next readable one.
+            probe = middle
+            while isinstance(item, ItemError) and probe + 1 < high:
+                probe += 1
+                item = index.read(probe)
+            if isinstance(item, RawItem) and index.data_time(item) < target:
+                low = probe + 1
+            else:
+                high = middle
+        return low
+
     def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
         """The items due by `ctx.now()`, at most `batch_max` (and `ctx.limit`)."""
         config = self.config
@@ -560,10 +614,13 @@ class ReplayConnector(Connector):
             # First run, or the file changed: start over (the store skips what it holds).
             state.clear()
             state.update(index=index.key, position=0, round=0)
-        if state.get("finished") or len(index) == 0:
+        if len(index) == 0 or (state.get("finished") and not config.loop):
             state["finished"] = True
             return
+        state.pop("finished", None)  # loop may have been switched on since
         if "anchor_wall" not in state:
+            if config.start_at is not None:
+                state["position"] = state["start_position"] = self._seek(index, config.start_at)
             origin = self._first_time(index, state)
             if origin is None:
                 state["finished"] = True
@@ -576,9 +633,8 @@ class ReplayConnector(Connector):
             )
         if not state.get("errors_reported"):
             state["errors_reported"] = True
-            for message in index.errors:
-                where, _, text = message.partition(": ")
-                yield ItemError(where, f"left out of the replay: {text}")
+            for where, message in index.errors:
+                yield ItemError(where, f"left out of the replay: {message}")
             if index.error_count > len(index.errors):
                 yield ItemError(
                     "file", f"{index.error_count} records in all are left out of the replay"
@@ -592,13 +648,18 @@ class ReplayConnector(Connector):
                 if not config.loop:
                     state["finished"] = True
                     return
-                # Next round: a pause of max_gap_s, then the data from its start.
-                state.update(position=0, round=int(state.get("round", 0)) + 1)
+                # Next round: a pause of max_gap_s, then the data from its start (or start_at).
+                state.update(
+                    position=int(state.get("start_position", 0)),
+                    round=int(state.get("round", 0)) + 1,
+                )
                 origin = self._first_time(index, state)
                 if origin is None:
                     state["finished"] = True
                     return
-                state.update(anchor_data=origin, anchor_wall=state["anchor_wall"] + config.max_gap_s)
+                state.update(
+                    anchor_data=origin, anchor_wall=state["anchor_wall"] + config.max_gap_s
+                )
                 continue
             item = self._peek(index, position)
             if isinstance(item, ItemError):

@@ -88,6 +88,7 @@ def upgrade() -> None:
         sa.Column("items_stored", sa.Integer(), nullable=False),
         sa.Column("duplicates", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("worker", sa.String(length=100), nullable=True),
         sa.ForeignKeyConstraint(
             ["source_id"],
             ["sources.id"],
@@ -158,6 +159,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_posts_dup_group", ["dup_group"], unique=False)
         batch_op.create_index("ix_posts_published", ["published_at"], unique=False)
         batch_op.create_index("ix_posts_reposts_of_key", ["reposts_of_key"], unique=False)
+        batch_op.create_index("ix_posts_reply_to_key", ["reply_to_key"], unique=False)
         batch_op.create_index(
             "ix_posts_source_published", ["source_id", "published_at"], unique=False
         )
@@ -170,6 +172,7 @@ def downgrade() -> None:
     with op.batch_alter_table("posts", schema=None) as batch_op:
         batch_op.drop_index("ix_posts_source_published")
         batch_op.drop_index("ix_posts_reposts_of_key")
+        batch_op.drop_index("ix_posts_reply_to_key")
         batch_op.drop_index("ix_posts_published")
         batch_op.drop_index("ix_posts_dup_group")
         batch_op.drop_index("ix_posts_content_hash")
