@@ -43,6 +43,8 @@ def make_consumer(queue: Queue, workers: int) -> Any:
 
 
 def run_role(settings: Settings, role: str) -> None:
+    # Huey logs every task at INFO; with a source every few seconds that drowns everything else.
+    logging.getLogger("huey").setLevel(max(logging.WARNING, logging.getLogger().level))
     queue = build_queue(settings)
     if role == "worker":
         make_consumer(queue, settings.workers).run()

@@ -35,15 +35,17 @@ _CHAIN = "//@"
 # before mentions (URLs may contain "@"). URL characters are ASCII only, so Chinese text right
 # after a link survives; "http:" alone is how truncated links appear in scraped reposts.
 # Mentions end at the first character that cannot be in a Weibo nickname; an "@" right after
-# an ASCII word character is an e-mail address and stays. Patterns are lower case because the
+# an ASCII letter or digit is an e-mail address and stays, unless it continues a run of
+# mentions written without spaces ("@a@b"). "@ name" and "@@name" are mentions too: the space
+# is removed later, and a mention must not appear only then (stripping is idempotent). Patterns are lower case because the
 # input is normalize()d text.
 _URL_CHARS = r"[A-Za-z0-9\-._~:/?#@!$&'*+,;=%]*"
 _STRIP = re.compile(
-    r"回复@[\w\-]{1,30}[:：]"
+    r"回复@\s*[\w\-]{1,30}\s*[:：]"
     rf"|https?:{_URL_CHARS}"
     rf"|www\.(?<![A-Za-z0-9.\-]www\.){_URL_CHARS}"
     rf"|t\.cn/(?<![A-Za-z0-9.\-]t\.cn/){_URL_CHARS}"
-    r"|@(?<![A-Za-z0-9._%+\-]@)[\w\-]+"
+    r"|@(?<![A-Za-z0-9_%+\-]@)[@\s]*[\w\-]+(?:@[@\s]*[\w\-]+)*"
 )
 # Boilerplate is removed after whitespace, so "转发 微博" cannot survive a first pass and vanish
 # in a second (stripping must be idempotent: content_hash of stripped text is stored).
@@ -113,9 +115,10 @@ def choose_bands(threshold: float, num_perm: int, target: float = 0.98) -> int:
 # Making one Python string per character shingle costs ~0.15 µs each (most of the time of a
 # naive MinHash over a 100-character post). Instead, all shingles of a batch are hashed at once
 # with numpy into 16-bit codes, and each code stands for a prebuilt 2-byte token object that
-# rensa hashes again. Codes are a function of the shingle's characters only; two different
-# shingles share a code with probability 1/65536, which moves a Jaccard similarity of posts by
-# well under 0.01.
+# rensa hashes again (~2.5x faster overall). Codes are a function of the shingle's characters
+# only; two different shingles share a code with probability 1/65536, so two posts of n and m
+# shingles gain about n*m/65536 spurious common shingles: a Jaccard error under 0.01 for posts
+# up to ~1,000 characters.
 
 _CODE_BITS = 16
 # Odd 64-bit multipliers (from splitmix64 / xxhash) for the characters of a shingle and the mix.
@@ -182,6 +185,7 @@ class _Generation:
     stored: list[bytes | str] = field(default_factory=list)  # key -> codes, for verification
     groups: list[int] = field(default_factory=list)  # key -> group id
     exact: dict[bytes | str, int] = field(default_factory=dict)  # codes -> key
+    members: dict[int, int] = field(default_factory=dict)  # group id -> posts stored here
 
 
 # Seed of the MinHash permutations: fixed, so that runs are reproducible.
@@ -199,15 +203,21 @@ class NearDuplicateIndex:
 
     Memory is bounded: two generations (current and previous) of at most `window // 2` posts
     each; when the current one is full the previous is dropped and a new one started, so recent
-    posts are always compared and at most `window` posts are held (about 1.1 KB each for
-    100-character posts with 64 permutations and 16 bands).
+    posts are always compared and at most `window` posts are held (measured: ~1.8 KB each for
+    ~100-character posts with 64 permutations and 16 bands, mostly rensa's band tables).
 
     Texts are stripped with `strip_for_dedup` unless `prestripped=True`; only the first
     `max_chars` characters of a stripped text are compared (bounds time and memory for long
-    articles); texts shorter than `min_chars` are not indexed (exact hashing covers them). A
-    text whose best match is at least `redundant` similar to a post of the current generation
-    is not stored again: it adds nothing to later matching, and this keeps the LSH buckets of
-    viral posts from growing without bound. All methods are thread-safe.
+    articles); texts shorter than `min_chars` are not indexed (exact hashing covers them).
+
+    Not every post is stored: LSH buckets of a viral post would otherwise fill with thousands
+    of its variants, and every later query would pay for all of them. A matched post is stored
+    only if it adds a variant (similarity below `redundant` to what it matched in the current
+    generation) and its group has fewer than `max_group_members` posts in the current
+    generation; no post is stored where a query already returns `4 * max_candidates`
+    candidates (a flood of similar but distinct posts, e.g. a spam template). At most
+    `max_candidates` candidates (the most recent) are verified, and a match at least
+    `redundant` similar ends the search. All methods are thread-safe.
     """
 
     def __init__(
@@ -220,8 +230,9 @@ class NearDuplicateIndex:
         *,
         bands: int | None = None,
         max_chars: int = 2000,
-        max_candidates: int = 64,
+        max_candidates: int = 16,
         redundant: float = 0.9,
+        max_group_members: int = 8,
         prestripped: bool = False,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
@@ -239,7 +250,9 @@ class NearDuplicateIndex:
         self.max_chars = max_chars
         self.max_candidates = max_candidates
         self.redundant = redundant
+        self.max_group_members = max(1, max_group_members)
         self.prestripped = prestripped
+        self._crowded = 4 * max_candidates
         self._capacity = max(1, window // 2)
         self._tokens = _tokens_table()
         self._lock = threading.Lock()
@@ -261,7 +274,7 @@ class NearDuplicateIndex:
         if prepared is None:
             return None
         with self._lock:
-            match = self._match(prepared)
+            match, _ = self._match(prepared)
         return match[0] if match is not None else None
 
     def add(self, text: str, group_id: int) -> bool:
@@ -295,13 +308,14 @@ class NearDuplicateIndex:
                     result.append(group)
                     continue
                 minhash = self._minhash(post)
-                match = self._match(post, minhash)
+                match, crowded = self._match(post, minhash)
                 if match is None:
-                    self._insert(post, post_id, minhash)
+                    if not crowded:
+                        self._insert(post, post_id, minhash)
                     result.append(post_id)
                     continue
                 group, similarity, in_current = match
-                if not (in_current and similarity >= self.redundant):
+                if not crowded and not (in_current and similarity >= self.redundant):
                     self._insert(post, group, minhash)
                 result.append(group)
         return result
@@ -381,19 +395,22 @@ class NearDuplicateIndex:
 
     def _match(
         self, post: _Prepared, minhash: RMinHash | None = None
-    ) -> tuple[int, float, bool] | None:
-        """(group, similarity, found in current generation) of the best verified match."""
+    ) -> tuple[tuple[int, float, bool] | None, bool]:
+        """Best verified match as (group, similarity, found in current generation), or None;
+        and whether the neighbourhood is crowded (too many candidates to store more posts)."""
         exact = self._exact(post[0])
         if exact is not None:
-            return exact[0], 1.0, exact[1]
+            return (exact[0], 1.0, exact[1]), False
         if minhash is None:
             minhash = self._minhash(post)
         best: tuple[int, float, bool] | None = None
         query: set[int] | set[str] | None = None
+        total = 0
         for generation, in_current in self._search_order:
             candidates = generation.lsh.query(minhash)
             if not candidates:
                 continue
+            total += len(candidates)
             if len(candidates) > self.max_candidates:
                 # Keys grow with time: the most recent candidates are the likeliest to be alive
                 # members of an active group.
@@ -401,12 +418,19 @@ class NearDuplicateIndex:
             if query is None:
                 query = self._code_set(post[0])
             for index in candidates:
+                group = generation.groups[index]
+                if best is not None and group == best[0]:
+                    # Another member of the group already matched: it cannot change the answer.
+                    continue
                 other = self._code_set(generation.stored[index])
                 inter = len(query & other)  # type: ignore[operator]
                 similarity = inter / (len(query) + len(other) - inter)
                 if similarity >= self.threshold and (best is None or similarity > best[1]):
-                    best = (generation.groups[index], similarity, in_current)
-        return best
+                    best = (group, similarity, in_current)
+                    if similarity >= self.redundant:
+                        # Near-identical: no other candidate would change the answer.
+                        return best, total >= self._crowded
+        return best, total >= self._crowded
 
     def _add_many(self, items: list[tuple[int, str]]) -> int:
         prepared = self._prepare([text for _, text in items])
@@ -415,12 +439,16 @@ class NearDuplicateIndex:
             for (group_id, _), post in zip(items, prepared, strict=True):
                 if post is None or post[0] in self._current.exact:
                     continue
-                self._insert(post, group_id)
-                count += 1
+                count += self._insert(post, group_id)
         return count
 
-    def _insert(self, post: _Prepared, group_id: int, minhash: RMinHash | None = None) -> None:
+    def _insert(self, post: _Prepared, group_id: int, minhash: RMinHash | None = None) -> bool:
+        """Store `post` in the current generation unless its group has enough posts there."""
         generation = self._current
+        members = generation.members.get(group_id, 0)
+        if members >= self.max_group_members:
+            return False
+        generation.members[group_id] = members + 1
         index = len(generation.stored)
         generation.lsh.insert(index, minhash if minhash is not None else self._minhash(post))
         generation.stored.append(post[0])
@@ -431,3 +459,4 @@ class NearDuplicateIndex:
             self._previous = generation
             self._current = self._new_generation()
             self._search_order = ((self._current, True), (generation, False))
+        return True

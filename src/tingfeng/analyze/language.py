@@ -93,7 +93,7 @@ def _latin_language(text: str) -> Language:
 
 
 def detect_language(text: str) -> Language:
-    """"zh", "en" or "other" for `text` (see the module docstring for short text)."""
+    """Language of `text`: "zh", "en" or "other" (module docstring: short text)."""
     if not text:
         return "other"
     sample = text[:_MAX_CHARS]

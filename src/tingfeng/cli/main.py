@@ -484,7 +484,7 @@ def serve(
 @app.command()
 def demo(
     ctx: typer.Context,
-    speed: Annotated[float, typer.Option(help="Replay speed: seconds of data per second.")] = 60.0,
+    speed: Annotated[float, typer.Option(help="Replay speed: seconds of data per second.")] = 1800.0,
     feeds: Annotated[bool, typer.Option(help="Also add the starter set of public news feeds.")] = True,
     ced: Annotated[Path | None, typer.Option(help="The CED cascades file to replay.")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port.")] = None,

@@ -14,6 +14,9 @@ from tingfeng.db.engine import write_transaction
 from tingfeng.settings import Settings
 
 REPLAY_SOURCE = "演示·微博谣言数据集回放 (CED replay)"
+# CED is sparse before April 2012 (a few posts a day); the replay starts where Weibo was busy,
+# so the demo shows a steady stream at once.
+REPLAY_START = "2012-08-01"
 # Where the shared data sits relative to a checkout (README runs the demo from the repo root).
 DEFAULT_CED = Path("../shared/data/rumor/ced/cascades.jsonl.gz")
 
@@ -39,7 +42,7 @@ def _ensure(engine: Engine, name: str, **kwargs: object) -> bool:
             return True
 
 
-def setup_demo(settings: Settings, engine: Engine, *, speed: float = 60.0, with_feeds: bool = True,
+def setup_demo(settings: Settings, engine: Engine, *, speed: float = 1800.0, with_feeds: bool = True,
                ced_path: Path | None = None) -> list[str]:
     """Add the demo sources if missing; returns lines to show the user."""
     lines: list[str] = []
@@ -50,7 +53,8 @@ def setup_demo(settings: Settings, engine: Engine, *, speed: float = 60.0, with_
     else:
         try:
             added = _ensure(engine, REPLAY_SOURCE, kind="replay",
-                            config={"path": str(ced), "format": "ced", "speed": speed},
+                            config={"path": str(ced), "format": "ced", "speed": speed,
+                                    "start_at": REPLAY_START},
                             interval_s=2, hot_interval_s=2, timezone="Asia/Shanghai")
         except ConfigError as exc:
             lines.append(f"could not add the replay source: {exc.message}")

@@ -166,8 +166,9 @@ def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runti
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HTTPException(400, f"The body is not valid JSON: {exc}") from exc
+        defaults = source.config or {}
         try:
-            items = parse_push_payload(payload)
+            items = parse_push_payload(payload, platform=defaults.get("platform"), kind=defaults.get("kind"))
         except CollectError as exc:
             raise HTTPException(422, exc.message) from exc
         started = datetime.now(UTC)
