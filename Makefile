@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 VENV := .venv
 BIN := $(VENV)/bin
-PY_SOURCES := src tests bench
+PY_SOURCES := src tests bench scripts
 PYTEST_ARGS ?=
 
 .PHONY: all install install-system install-python test lint format demo run bench clean

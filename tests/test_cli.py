@@ -96,3 +96,19 @@ def test_bench_ingest_contract(db: str) -> None:
     out = json.loads(run("--db", db, "bench", "ingest", "--input", str(CED), "--limit", "2000", "--json").stdout)
     assert {"posts", "seconds", "posts_per_s", "peak_rss_mb"} <= set(out)
     assert out["posts"] == 2000 and out["posts_per_s"] > 0 and out["peak_rss_mb"] > 10
+
+
+def test_user_dictionary_words_change_segmentation(db: str, tmp_path: Path) -> None:
+    env = {"TINGFENG_DATA_DIR": str(tmp_path / "var")}
+    out = run("--db", db, "dict", "add", "东风镇卫生院", "--tag", "ns", env=env).stdout
+    assert "added 1 words" in out
+    assert "东风镇卫生院 ns" in run("--db", db, "dict", "list", env=env).stdout
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(json.dumps({"id": "1", "text": "东风镇卫生院门诊大厅漏雨"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    run("--db", db, "ingest", str(jsonl), "--mapping", '{"id": "id", "text": "text"}', env=env)
+    import sqlite3
+
+    tokens = sqlite3.connect(db.removeprefix("sqlite:///")).execute("SELECT tokens FROM posts").fetchone()[0]
+    assert "东风镇卫生院" in tokens.split()
+    bad = run("--db", db, "dict", "add", "两 个词", env=env, check=False)
+    assert bad.returncode == 2 and "single word" in bad.stderr

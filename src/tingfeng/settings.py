@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     )
     segment_user_dict: Path | None = Field(
         None,
-        description="Extra words for Chinese segmentation, one per line (word [freq] [tag]).",
+        description="Extra words for Chinese segmentation, one per line (word [freq] [tag]); "
+        "default: user_dict.txt in the data directory (`tingfeng dict add` writes there).",
     )
     dedup_threshold: float = Field(
         0.7, description="Jaccard similarity of character shingles above which posts are near-duplicates."
@@ -124,6 +125,10 @@ class Settings(BaseSettings):
     @property
     def is_embedded_queue(self) -> bool:
         return not self.queue_url
+
+    @property
+    def user_dict_file(self) -> Path:
+        return self.segment_user_dict or self.data_dir / "user_dict.txt"
 
     @property
     def queue_file(self) -> Path:

@@ -23,6 +23,8 @@ app = typer.Typer(
 source_app = typer.Typer(help="Add, inspect, test and remove sources (信源).", no_args_is_help=True)
 lead_app = typer.Typer(help="Submit leads (线索) by hand.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+dict_app = typer.Typer(help="The user dictionary for Chinese segmentation.", no_args_is_help=True)
+app.add_typer(dict_app, name="dict")
 app.add_typer(source_app, name="source")
 app.add_typer(lead_app, name="lead")
 app.add_typer(bench_app, name="bench")
@@ -450,6 +452,45 @@ def lead_add(
     except CollectError as exc:
         fail(exc.message)
     typer.echo(json.dumps({"post_id": post_id, "new": stored}))
+
+
+@dict_app.command("add")
+def dict_add(
+    ctx: typer.Context,
+    words: Annotated[list[str], typer.Argument(help="Words to keep whole, e.g. 东风镇卫生院.")],
+    freq: Annotated[int | None, typer.Option(help="Frequency (higher wins ties).")] = None,
+    tag: Annotated[str | None, typer.Option(help="Part-of-speech tag, e.g. ns for a place.")] = None,
+) -> None:
+    """Add words to the user dictionary (used by processes started afterwards)."""
+    path = settings_of(ctx).user_dict_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = path.read_text(encoding="utf-8-sig").split("\n") if path.exists() else []
+    known = {line.split()[0] for line in existing if line.strip() and not line.startswith("#")}
+    added = []
+    with path.open("a", encoding="utf-8") as handle:
+        for word in words:
+            word = word.strip()
+            if not word or any(ch.isspace() for ch in word):
+                fail(f"{word!r} is not a single word: words cannot contain spaces")
+            if word in known:
+                continue
+            handle.write(" ".join(x for x in (word, str(freq) if freq else None, tag) if x) + "\n")
+            known.add(word)
+            added.append(word)
+    typer.echo(f"added {len(added)} words to {path}; restart the service to use them")
+
+
+@dict_app.command("list")
+def dict_list(ctx: typer.Context) -> None:
+    """Show the user dictionary."""
+    from tingfeng.analyze.segment import read_user_dict
+
+    path = settings_of(ctx).user_dict_file
+    if not path.exists():
+        typer.echo(f"no user dictionary yet ({path})", err=True)
+        return
+    for word, freq, tag in read_user_dict(path):
+        typer.echo(" ".join(x for x in (word, str(freq) if freq else None, tag) if x))
 
 
 # --- serving ----------------------------------------------------------------------------------

@@ -9,13 +9,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from tingfeng.analyze.segment import Segmenter
 from tingfeng.collect.connectors.base import CollectContext, get_connector
 from tingfeng.collect.errors import CollectError
 from tingfeng.collect.fetcher import Fetcher
 from tingfeng.collect.items import ItemError
 from tingfeng.collect.sources import find_source
-from tingfeng.ingest.prepare import ItemRejected, Preparer
+from tingfeng.ingest.prepare import ItemRejected, Preparer, segmenter_for
 from tingfeng.settings import Settings
 
 
@@ -43,7 +42,7 @@ def preview_source(
         kind, config, timezone = source.kind, source.config, source.timezone
     result = PreviewResult()
     now = datetime.now(UTC)
-    preparer = Preparer(Segmenter(settings.segment_user_dict), timezone, settings.dedup_min_chars)
+    preparer = Preparer(segmenter_for(settings), timezone, settings.dedup_min_chars)
     try:
         connector = get_connector(kind or "", config or {})
         with Fetcher(settings) as fetcher:

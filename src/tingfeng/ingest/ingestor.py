@@ -22,7 +22,7 @@ from tingfeng.collect.items import ItemError, RawItem
 from tingfeng.db import posts as store
 from tingfeng.db.engine import write_transaction
 from tingfeng.db.models import Post
-from tingfeng.ingest.prepare import Draft, ItemRejected, Preparer
+from tingfeng.ingest.prepare import Draft, ItemRejected, Preparer, segmenter_for
 from tingfeng.search.index import add_to_index
 from tingfeng.settings import Settings
 
@@ -92,7 +92,7 @@ class Ingestor:
         self.settings = settings
         self.now = now
         self.preparer = Preparer(
-            segmenter or Segmenter(settings.segment_user_dict),
+            segmenter or segmenter_for(settings),
             settings.default_timezone,
             settings.dedup_min_chars,
         )

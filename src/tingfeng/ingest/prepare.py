@@ -14,8 +14,15 @@ from tingfeng.analyze.normalize import normalize
 from tingfeng.analyze.segment import Segmenter
 from tingfeng.collect.items import POST_KINDS, RawItem
 from tingfeng.ingest.identity import canonical_url, digest, identity_key, parent_uid
+from tingfeng.settings import Settings
 
 MAX_TEXT_CHARS = 200_000  # longer bodies are cut: a post is not a book, and the index has limits
+
+
+def segmenter_for(settings: Settings) -> Segmenter:
+    """The segmenter with the administrator's dictionary, when there is one."""
+    path = settings.user_dict_file
+    return Segmenter(path if path.is_file() else None)
 
 
 class ItemRejected(ValueError):
