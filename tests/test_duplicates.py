@@ -251,6 +251,15 @@ def test_exact_repost_refreshes_an_old_group() -> None:
     assert idx.find(POSTS[6]) == 1  # still known although its first copy was dropped
 
 
+def test_variants_of_a_viral_post_join_one_group_without_filling_the_index() -> None:
+    idx = index(window=10_000, max_group_members=8)
+    base = POSTS[0]
+    variants = [(n, f"{base}第{n}次转发") for n in range(300)]
+    groups = idx.find_or_add_many(variants)
+    assert set(groups) == {0}
+    assert len(idx) <= 8  # one group keeps at most 8 posts per generation
+
+
 def test_warm_rebuilds_groups() -> None:
     idx = index()
     indexed = idx.warm([(41, POSTS[7]), (42, POSTS[0]), (41, edit(POSTS[7], 1, seed=9))])

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         8, description="Posts shorter than this (after stripping repost chains) only get exact matching."
     )
     ingest_batch_size: int = Field(1000, description="Posts analysed and stored per transaction.")
+    prepare_processes: int = Field(
+        1,
+        description="Helper processes that analyse posts of a large ingest while the main "
+        "process stores them; 0 analyses in the storing process.",
+    )
     log_level: str = Field("INFO", description="Logging level.")
 
     @field_validator("fetch_allowed_networks", mode="before")

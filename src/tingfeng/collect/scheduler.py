@@ -20,8 +20,9 @@ from tingfeng.db.models import Source
 
 log = logging.getLogger(__name__)
 
-# Sources that need no polling: their items arrive by push, by hand, or by `tingfeng ingest`.
-PASSIVE_KINDS = frozenset({"push", "lead"})
+# Sources that are not polled: their items arrive by push, by hand, or by `tingfeng ingest`
+# (re-reading a whole file every interval would only find what is already stored).
+PASSIVE_KINDS = frozenset({"push", "lead", "import"})
 
 MAX_BACKOFF_S = 6 * 3600
 # At most this many sources are started per tick, so a restart after downtime, when every

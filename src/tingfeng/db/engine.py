@@ -36,6 +36,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA cache_size=-65536")
+        # Checkpoint every ~40 MB of WAL rather than every 4 MB: each checkpoint syncs the
+        # database file, and at the default a bulk ingest spent a sixth of its time there.
+        cursor.execute("PRAGMA wal_autocheckpoint=10000")
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 

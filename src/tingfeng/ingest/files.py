@@ -78,7 +78,7 @@ def ingest_file(
     try:
         if settings.queue_url:
             return _through_queue(settings, engine, source, chained(), wait_s=queue_wait_s)
-        return ingestor.ingest(source, chained(), on_batch=progress.merge)
+        return ingestor.ingest(source, chained(), on_batch=progress.merge, parallel=True)
     except CollectError as exc:
         raise IngestFailed(exc.message, progress) from exc
 

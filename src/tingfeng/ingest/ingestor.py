@@ -7,12 +7,15 @@ it stores nothing twice (the unique uid). Timing of each stage is kept for the b
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import chain, islice
 
 from sqlalchemy import Engine, select
 
@@ -68,12 +71,76 @@ class IngestStats:
         }
 
 
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch analysed and ready to store (drafts unique by uid, in arrival order)."""
+
+    read: int
+    drafts: dict[str, Draft]
+    errors: list[tuple[str, str]]
+    repeats: int  # items repeated within the batch
+    seconds: float
+
+
 @dataclass(frozen=True)
 class SourceRef:
     """What ingest needs to know of a source."""
 
     id: int
     timezone: str | None = None
+
+
+def prepare_batch(
+    preparer: Preparer, source: SourceRef, batch: list[RawItem | ItemError], now: datetime
+) -> PreparedBatch:
+    """Analyse a batch; bad items become errors, never exceptions."""
+    t0 = time.perf_counter()
+    drafts: dict[str, Draft] = {}
+    errors: list[tuple[str, str]] = []
+    repeats = 0
+    for n, item in enumerate(batch):
+        if isinstance(item, ItemError):
+            errors.append((item.where, item.message))
+            continue
+        where = item.external_id or item.url or f"item {n + 1}"
+        try:
+            draft = preparer.prepare(item, source.id, source.timezone, now)
+        except ItemRejected as exc:
+            errors.append((where, str(exc)))
+            continue
+        except Exception as exc:  # one odd item must not sink the batch
+            log.exception("could not prepare an item of source %s", source.id)
+            errors.append((where, f"could not analyse: {exc}"))
+            continue
+        uid = draft.row["uid"]
+        if uid in drafts:
+            repeats += 1
+        else:
+            drafts[uid] = draft
+    return PreparedBatch(len(batch), drafts, errors, repeats, time.perf_counter() - t0)
+
+
+_worker_preparer: Preparer | None = None
+
+
+def _init_prepare_worker(settings: Settings) -> None:
+    global _worker_preparer
+    _worker_preparer = Preparer(segmenter_for(settings), settings.default_timezone, settings.dedup_min_chars)
+
+
+def _prepare_in_worker(source: SourceRef, batch: list[RawItem | ItemError], now: datetime) -> PreparedBatch:
+    assert _worker_preparer is not None
+    return prepare_batch(_worker_preparer, source, batch, now)
+
+
+def _prepare_pool(settings: Settings) -> ProcessPoolExecutor:
+    # spawn, not fork: the calling process may run threads (web server, queue consumer).
+    return ProcessPoolExecutor(
+        max_workers=settings.prepare_processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_prepare_worker,
+        initargs=(settings,),
+    )
 
 
 class Ingestor:
@@ -101,10 +168,11 @@ class Ingestor:
             num_perm=settings.dedup_num_perm,
             window=settings.dedup_window_posts,
             min_chars=settings.dedup_min_chars,
+            prestripped=True,  # prepare() has stripped the texts already
         )
         self._warmed = near_duplicates is not None
-        # Worker threads share one Ingestor: the near-duplicate memory is not thread-safe, and
-        # on SQLite only one writer runs at a time anyway.
+        # Worker threads share one Ingestor; batches are stored one at a time so that duplicate
+        # groups see each other's posts (and on SQLite only one writer runs at a time anyway).
         self._lock = threading.Lock()
 
     def warm(self, limit: int | None = None) -> int:
@@ -134,8 +202,13 @@ class Ingestor:
         *,
         batch_size: int | None = None,
         on_batch: Callable[[IngestStats], None] | None = None,
+        parallel: bool = False,
     ) -> IngestStats:
-        """Store every item; returns counts. Bad items are counted, never fatal."""
+        """Store every item; returns counts. Bad items are counted, never fatal.
+
+        `parallel` lets a large ingest (a file) analyse in helper processes; worth it only when
+        there are many batches, since starting them takes a second.
+        """
         with self._lock:
             if not self._warmed:
                 self.warm()
@@ -143,46 +216,53 @@ class Ingestor:
         start = time.perf_counter()
         size = batch_size or self.settings.ingest_batch_size
         iterator: Iterator[RawItem | ItemError] = iter(items)
-        while True:
-            t0 = time.perf_counter()
-            batch = list(islice(iterator, size))
-            total.add_stage("read", time.perf_counter() - t0)
-            if not batch:
-                break
-            stats = self.ingest_batch(source, batch)
+
+        def batches() -> Iterator[list[RawItem | ItemError]]:
+            while True:
+                t0 = time.perf_counter()
+                batch = list(islice(iterator, size))
+                total.add_stage("read", time.perf_counter() - t0)
+                if not batch:
+                    return
+                yield batch
+
+        def finish(prepared: PreparedBatch) -> None:
+            stats = self.store_prepared(source, prepared)
             total.merge(stats)
             if on_batch is not None:
                 on_batch(stats)
+
+        stream = batches()
+        head = list(islice(stream, 2))
+        workers = self.settings.prepare_processes if parallel else 0
+        if len(head) < 2 or workers <= 0:
+            for batch in chain(head, stream):
+                finish(prepare_batch(self.preparer, source, batch, self.now()))
+        else:
+            # Analysis runs in helper processes while this one stores: each takes about half
+            # of the time per post, so two cores nearly double the rate of a large import.
+            pending: deque[Future[PreparedBatch]] = deque()
+            with _prepare_pool(self.settings) as pool:
+                for batch in chain(head, stream):
+                    pending.append(pool.submit(_prepare_in_worker, source, batch, self.now()))
+                    if len(pending) > workers:
+                        finish(pending.popleft().result())
+                while pending:
+                    finish(pending.popleft().result())
         total.seconds = time.perf_counter() - start
         return total
 
     def ingest_batch(self, source: SourceRef, batch: list[RawItem | ItemError]) -> IngestStats:
-        stats = IngestStats(read=len(batch))
-        now = self.now()
-        t0 = time.perf_counter()
-        drafts: dict[str, Draft] = {}
-        for n, item in enumerate(batch):
-            if isinstance(item, ItemError):
-                stats.add_error(item.where, item.message)
-                continue
-            try:
-                draft = self.preparer.prepare(item, source.id, source.timezone, now)
-            except ItemRejected as exc:
-                stats.add_error(item.external_id or item.url or f"item {n + 1}", str(exc))
-                continue
-            except Exception as exc:  # one odd item must not sink the batch
-                log.exception("could not prepare an item of source %s", source.id)
-                stats.add_error(item.external_id or item.url or f"item {n + 1}", f"could not analyse: {exc}")
-                continue
-            uid = draft.row["uid"]
-            if uid in drafts:
-                stats.duplicates += 1
-            else:
-                drafts[uid] = draft
-        stats.add_stage("prepare", time.perf_counter() - t0)
-        if drafts:
+        return self.store_prepared(source, prepare_batch(self.preparer, source, batch, self.now()))
+
+    def store_prepared(self, source: SourceRef, prepared: PreparedBatch) -> IngestStats:
+        stats = IngestStats(read=prepared.read, duplicates=prepared.repeats)
+        for where, message in prepared.errors:
+            stats.add_error(where, message)
+        stats.add_stage("prepare", prepared.seconds)
+        if prepared.drafts:
             with self._lock:
-                self._store(source, drafts, stats)
+                self._store(source, prepared.drafts, stats)
         return stats
 
     def _store(self, source: SourceRef, drafts: dict[str, Draft], stats: IngestStats) -> None:

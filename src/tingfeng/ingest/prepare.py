@@ -74,7 +74,7 @@ class Preparer:
         lang = item.lang or detect_language(f"{title} {clean}" if title else clean)
         tokens = self.segmenter.tokens(text_norm)
         stripped = strip_for_dedup(f"{title_norm} {text_norm}" if title_norm else text_norm)
-        chash = content_hash(stripped)
+        chash = content_hash(stripped, stripped=True)
         canon = canonical_url(item.url)
         key = identity_key(item, source_id, canon, digest(f"{title_norm}\n{text_norm}"))
         kind = item.kind if item.kind in POST_KINDS else "post"
