@@ -204,3 +204,38 @@ def test_post_count_helper(store) -> None:  # type: ignore[no-untyped-def]
     ingestor.ingest(source, [RawItem(text=f"第{i}条", external_id=str(i)) for i in range(2500)], batch_size=1000)
     with engine.connect() as conn:
         assert conn.execute(select(func.count(Post.id))).scalar_one() == 2500
+
+
+def test_newest_first_follows_publication_time_not_arrival(store) -> None:  # type: ignore[no-untyped-def]
+    """Posts imported out of order still come newest first, and time filters are exact."""
+    engine, ingestor, source = store
+    days = [5, 1, 9, 3, 7]  # arrival order differs from time order
+    ingestor.ingest(source, [
+        RawItem(text=f"供暖问题第{d}天", external_id=str(d), published_at=datetime(2026, 11, d, 12, tzinfo=UTC))
+        for d in days
+    ])
+    from tingfeng.search.service import SearchFilters
+
+    with engine.connect() as conn:
+        newest = [h.published_at.day for h in search(conn, "供暖", sort="newest").hits]
+        oldest = [h.published_at.day for h in search(conn, "供暖", sort="oldest").hits]
+        window = SearchFilters(since=datetime(2026, 11, 3, 12, tzinfo=UTC), until=datetime(2026, 11, 7, 12, tzinfo=UTC))
+        filtered = [h.published_at.day for h in search(conn, "供暖", window).hits]
+        assert count(conn, "供暖", window) == 2
+        paged = [h.published_at.day for h in search(conn, "供暖", limit=2, offset=2).hits]
+    assert newest == [9, 7, 5, 3, 1] and oldest == [1, 3, 5, 7, 9]
+    assert filtered == [5, 3]  # since is inclusive, until exclusive
+    assert paged == [5, 3]
+
+
+def test_deleting_posts_removes_them_from_search(store) -> None:  # type: ignore[no-untyped-def]
+    from tingfeng.retention import delete_posts
+
+    engine, ingestor, source = store
+    ingestor.ingest(source, [RawItem(text="要删除的供暖帖", external_id="d"), RawItem(text="保留的供暖帖", external_id="k")])
+    with write_transaction(engine) as conn:
+        doomed = [p.id for p in _posts(engine) if p.external_id == "d"]
+        assert delete_posts(conn, doomed) == 1
+    with engine.connect() as conn:
+        assert [h.id for h in search(conn, "供暖").hits] == [p.id for p in _posts(engine)]
+        assert count(conn, "删除") == 0

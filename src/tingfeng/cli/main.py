@@ -375,7 +375,7 @@ def search(
     count_only: Annotated[bool, typer.Option("--count", help="Print only the number of matches.")] = False,
     limit: Annotated[int, typer.Option(help="Results to show.")] = 20,
     offset: Annotated[int, typer.Option(help="Skip this many results.")] = 0,
-    sort: Annotated[str, typer.Option(help="newest, oldest, relevance or collected.")] = "newest",
+    sort: Annotated[str, typer.Option(help="newest, oldest or relevance.")] = "newest",
     since: Annotated[str | None, typer.Option(help="From this date/time (ISO 8601).")] = None,
     until: Annotated[str | None, typer.Option(help="Before this date/time (ISO 8601).")] = None,
     source: Annotated[list[str], typer.Option(help="Only these sources (name or id).")] = [],  # noqa: B006

@@ -6,45 +6,70 @@ Both are given the same token stream (see `tokens`), so both find the same posts
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
 from tingfeng.search.tokens import index_body, tsvector_literal
 
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def sort_key(published_at: datetime, post_id: int) -> int:
+    """The index key of a post: seconds since 2000 in the high 31 bits, the id in the low 32.
+
+    Ordered by publication time, so "newest first" is the index's own order and a time filter
+    is a key range; unique because ids are (two posts would need the same second and ids four
+    billion apart to collide). Times before 2000 share second 0; after 2068 they are capped.
+    """
+    seconds = int((published_at - _EPOCH).total_seconds())
+    return (min(max(seconds, 0), 2**31 - 1) << 32) | (post_id & 0xFFFFFFFF)
+
+
+def key_at(moment: datetime) -> int:
+    """The smallest sort key at `moment`, for time ranges."""
+    return sort_key(moment, 0)
+
+
 _SQLITE_DELETE = text(
     "INSERT INTO post_fts(post_fts, rowid, title, body) VALUES ('delete', :id, :title, :body)"
 )
 _PG_ADD = text(
-    "INSERT INTO post_search(post_id, vector) VALUES (:id, CAST(:vector AS tsvector)) "
+    "INSERT INTO post_search(post_id, sort_key, vector) VALUES (:id, :key, CAST(:vector AS tsvector)) "
     "ON CONFLICT (post_id) DO NOTHING"
 )
 _PG_DELETE = text("DELETE FROM post_search WHERE post_id = :id")
 
 
-def _sqlite_rows(rows: Iterable[tuple[int, str, str]]) -> list[dict[str, object]]:
-    return [{"id": pid, "title": index_body(title), "body": index_body(body)} for pid, title, body in rows]
+IndexRow = tuple[int, int, str, str]
+"""(post id, sort key, normalised title, normalised text)"""
 
 
-def add_to_index(conn: Connection, rows: Sequence[tuple[int, str, str]]) -> None:
-    """Index posts given as (post id, normalised title, normalised text)."""
+def _sqlite_rows(rows: Iterable[IndexRow]) -> list[dict[str, object]]:
+    return [{"id": key, "title": index_body(title), "body": index_body(body)} for _, key, title, body in rows]
+
+
+def add_to_index(conn: Connection, rows: Sequence[IndexRow]) -> None:
+    """Index posts."""
     if not rows:
         return
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(
             "INSERT INTO post_fts(rowid, title, body) VALUES (?, ?, ?)",
-            [(pid, index_body(title), index_body(body)) for pid, title, body in rows],
+            [(key, index_body(title), index_body(body)) for _, key, title, body in rows],
         )
     else:
         conn.execute(
-            _PG_ADD, [{"id": pid, "vector": tsvector_literal(title, body)} for pid, title, body in rows]
+            _PG_ADD,
+            [{"id": pid, "key": key, "vector": tsvector_literal(title, body)} for pid, key, title, body in rows],
         )
 
 
-def remove_from_index(conn: Connection, rows: Sequence[tuple[int, str, str]]) -> None:
+def remove_from_index(conn: Connection, rows: Sequence[IndexRow]) -> None:
     """Remove posts from the index; SQLite's contentless table needs the indexed values again."""
     if not rows:
         return
     if conn.dialect.name == "sqlite":
         conn.execute(_SQLITE_DELETE, _sqlite_rows(rows))
     else:
-        conn.execute(_PG_DELETE, [{"id": pid} for pid, _, _ in rows])
+        conn.execute(_PG_DELETE, [{"id": pid} for pid, _, _, _ in rows])

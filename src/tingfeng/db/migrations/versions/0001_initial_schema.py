@@ -12,7 +12,8 @@ import sqlalchemy.dialects.postgresql
 from alembic import op
 
 # The full-text index over character bigrams (see tingfeng.search.tokens): an FTS5 table on
-# SQLite, a tsvector column with a GIN index on PostgreSQL. Written out here rather than
+# SQLite whose rowid is the post's sort_key, a tsvector column with a GIN index on PostgreSQL.
+# Written out here rather than
 # imported so this migration stays what it was when it shipped.
 
 
@@ -26,9 +27,11 @@ def _create_search_index() -> None:
         op.create_table(
             "post_search",
             sa.Column("post_id", sa.BigInteger(), primary_key=True),
+            sa.Column("sort_key", sa.BigInteger(), nullable=False),
             sa.Column("vector", sa.dialects.postgresql.TSVECTOR(), nullable=False),
         )
         op.execute("CREATE INDEX ix_post_search_vector ON post_search USING gin (vector)")
+        op.execute("CREATE INDEX ix_post_search_sort_key ON post_search (sort_key)")
 
 
 def _drop_search_index() -> None:
@@ -144,6 +147,7 @@ def upgrade() -> None:
             "reply_to_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
         sa.Column("extra", sa.JSON(), nullable=True),
+        sa.Column("sort_key", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["source_id"],
             ["sources.id"],
@@ -152,6 +156,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_posts")),
         sa.UniqueConstraint("uid", name=op.f("uq_posts_uid")),
+        sa.UniqueConstraint("sort_key", name=op.f("uq_posts_sort_key")),
     )
     with op.batch_alter_table("posts", schema=None) as batch_op:
         batch_op.create_index("ix_posts_canonical_url", ["canonical_url"], unique=False)
