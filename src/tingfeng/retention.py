@@ -9,7 +9,7 @@ from sqlalchemy import Connection, delete, select
 
 from tingfeng.collect.sources import find_source
 from tingfeng.db.models import Post
-from tingfeng.search.index import remove_from_index
+from tingfeng.search.index import remove_from_index, sort_key
 
 _BATCH = 1000
 
@@ -19,9 +19,11 @@ def delete_posts(conn: Connection, post_ids: list[int]) -> int:
     for i in range(0, len(post_ids), _BATCH):
         part = post_ids[i : i + _BATCH]
         rows = conn.execute(
-            select(Post.id, Post.sort_key, Post.title_norm, Post.text_norm).where(Post.id.in_(part))
+            select(Post.id, Post.published_at, Post.title_norm, Post.text_norm).where(Post.id.in_(part))
         ).all()
-        remove_from_index(conn, [(r.id, r.sort_key, r.title_norm, r.text_norm) for r in rows])
+        remove_from_index(
+            conn, [(r.id, sort_key(r.published_at, r.id), r.title_norm, r.text_norm) for r in rows]
+        )
         deleted += conn.execute(delete(Post).where(Post.id.in_(part))).rowcount
     return deleted
 

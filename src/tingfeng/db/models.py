@@ -140,9 +140,6 @@ class Post(Base):
     reply_to_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
     reply_to_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    # The post's key in the full-text index: publication second, then id (see
-    # tingfeng.search.index.sort_key), so the index itself lists matches newest first.
-    sort_key: Mapped[int] = mapped_column(BigInteger, unique=True)
 
     __table_args__ = (
         Index("ix_posts_source_published", "source_id", "published_at"),

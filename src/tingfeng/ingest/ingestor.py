@@ -277,7 +277,6 @@ class Ingestor:
             ids = store.allocate_ids(conn, len(new))
             for draft, pid in zip(new, ids, strict=True):
                 draft.row["id"] = pid
-                draft.row["sort_key"] = sort_key(draft.row["published_at"], pid)
             t1 = time.perf_counter()
             stats.add_stage("store", t1 - t0)
             self._assign_groups(conn, new, stats)
@@ -291,7 +290,11 @@ class Ingestor:
             stats.add_stage("store", t3 - t2)
             add_to_index(
                 conn,
-                [(r["id"], r["sort_key"], r["title_norm"], r["text_norm"]) for r in rows if r["id"] in inserted],
+                [
+                    (r["id"], sort_key(r["published_at"], r["id"]), r["title_norm"], r["text_norm"])
+                    for r in rows
+                    if r["id"] in inserted
+                ],
             )
             t4 = time.perf_counter()
             stats.add_stage("index", t4 - t3)

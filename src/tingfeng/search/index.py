@@ -19,8 +19,9 @@ def sort_key(published_at: datetime, post_id: int) -> int:
     """The index key of a post: seconds since 2000 in the high 31 bits, the id in the low 32.
 
     Ordered by publication time, so "newest first" is the index's own order and a time filter
-    is a key range; unique because ids are (two posts would need the same second and ids four
-    billion apart to collide). Times before 2000 share second 0; after 2068 they are capped.
+    is a key range. On SQLite it is the FTS rowid and the post id is its low 32 bits (so up to
+    four billion posts); nothing else needs storing. Times before 2000 share second 0; after
+    2068 they are capped.
     """
     seconds = int((published_at - _EPOCH).total_seconds())
     return (min(max(seconds, 0), 2**31 - 1) << 32) | (post_id & 0xFFFFFFFF)
@@ -49,14 +50,20 @@ def _sqlite_rows(rows: Iterable[IndexRow]) -> list[dict[str, object]]:
     return [{"id": key, "title": index_body(title), "body": index_body(body)} for _, key, title, body in rows]
 
 
+def _by_key(row: IndexRow) -> int:
+    return row[1]
+
+
 def add_to_index(conn: Connection, rows: Sequence[IndexRow]) -> None:
     """Index posts."""
     if not rows:
         return
     if conn.dialect.name == "sqlite":
+        # Ascending keys: FTS5 flushes its pending terms whenever a rowid is lower than the
+        # previous one, and an import in any order other than time made indexing 4× slower.
         conn.exec_driver_sql(
             "INSERT INTO post_fts(rowid, title, body) VALUES (?, ?, ?)",
-            [(key, index_body(title), index_body(body)) for _, key, title, body in rows],
+            [(key, index_body(title), index_body(body)) for _, key, title, body in sorted(rows, key=_by_key)],
         )
     else:
         conn.execute(

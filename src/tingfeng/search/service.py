@@ -172,7 +172,8 @@ def _where(conn: Connection, cq: CompiledQuery, filters: SearchFilters) -> tuple
     dialect = conn.dialect.name
     params: dict[str, Any] = {}
     if dialect == "sqlite":
-        frm = "post_fts JOIN posts p ON p.sort_key = post_fts.rowid"
+        # The low 32 bits of the index key are the post id (see search.index.sort_key).
+        frm = "post_fts JOIN posts p ON p.id = (post_fts.rowid & 4294967295)"
         key = "post_fts.rowid"
         conds = ["post_fts MATCH :m"]
         params["m"] = cq.fts5

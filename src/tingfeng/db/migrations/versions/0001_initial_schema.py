@@ -147,7 +147,6 @@ def upgrade() -> None:
             "reply_to_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
         sa.Column("extra", sa.JSON(), nullable=True),
-        sa.Column("sort_key", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["source_id"],
             ["sources.id"],
@@ -156,7 +155,6 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_posts")),
         sa.UniqueConstraint("uid", name=op.f("uq_posts_uid")),
-        sa.UniqueConstraint("sort_key", name=op.f("uq_posts_sort_key")),
     )
     with op.batch_alter_table("posts", schema=None) as batch_op:
         batch_op.create_index("ix_posts_canonical_url", ["canonical_url"], unique=False)
