@@ -11,6 +11,7 @@ import time
 from itertools import islice
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import func, select
 
@@ -49,8 +50,12 @@ def test_kill_9_mid_ingest_then_finish_stores_each_post_once(tmp_path: Path, kil
     while _count(db_path) < kill_after and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert victim.poll() is None, "the ingest finished before it could be killed: raise LIMIT"
+    helpers = psutil.Process(victim.pid).children(recursive=True)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
+    # Its analysis helpers notice and exit rather than wait for work for ever.
+    _, alive = psutil.wait_procs(helpers, timeout=10)
+    assert not alive
     partial = _count(db_path)
     assert 0 < partial < LIMIT
 

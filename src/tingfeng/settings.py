@@ -96,7 +96,11 @@ class Settings(BaseSettings):
     dedup_min_chars: int = Field(
         8, description="Posts shorter than this (after stripping repost chains) only get exact matching."
     )
-    ingest_batch_size: int = Field(1000, description="Posts analysed and stored per transaction.")
+    ingest_batch_size: int = Field(
+        5000,
+        description="Posts analysed and stored per transaction (larger batches write each index "
+        "page once for more posts).",
+    )
     prepare_processes: int = Field(
         1,
         description="Helper processes that analyse posts of a large ingest while the main "

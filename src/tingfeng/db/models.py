@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -145,10 +146,18 @@ class Post(Base):
         Index("ix_posts_source_published", "source_id", "published_at"),
         Index("ix_posts_published", "published_at"),
         Index("ix_posts_content_hash", "content_hash"),
-        Index("ix_posts_canonical_url", "canonical_url"),
         Index("ix_posts_dup_group", "dup_group"),
-        Index("ix_posts_reposts_of_key", "reposts_of_key"),
-        Index("ix_posts_reply_to_key", "reply_to_key"),
+        # Partial: most posts have no URL (social posts) or no parent (originals), and entries
+        # for NULLs would only cost writes.
+        *(
+            Index(
+                f"ix_posts_{col}",
+                col,
+                sqlite_where=text(f"{col} IS NOT NULL"),
+                postgresql_where=text(f"{col} IS NOT NULL"),
+            )
+            for col in ("canonical_url", "reposts_of_key", "reply_to_key")
+        ),
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,9 @@ from tingfeng.collect.sources import SourceNotFound, add_source, find_source
 from tingfeng.db.engine import write_transaction
 from tingfeng.ingest.ingestor import Ingestor, IngestStats, SourceRef
 from tingfeng.settings import Settings
+
+# Below this size a helper process costs more to start than it saves.
+SMALL_FILE_BYTES = 2 * 1024 * 1024
 
 
 class IngestFailed(Exception):
@@ -63,22 +68,26 @@ def ingest_file(
         config["preset"] = preset
     if platform:
         config["platform"] = platform
-    items = read_items(path, format=format, mapping=mapping, preset=preset, platform=platform, limit=limit)
+    reader = partial(read_items, path, format=format, mapping=mapping, preset=preset, platform=platform,
+                     limit=limit)
+    items = reader()
     # Reading the first item surfaces a wrong file before a source is created for it.
     first = next(items, None)
     source = import_source(engine, settings, source_name or f"import:{path.name}", config)
     ingestor = ingestor or Ingestor(engine, settings)
 
-    def chained() -> Any:
-        if first is not None:
-            yield first
-        yield from items
-
     progress = IngestStats()
     try:
         if settings.queue_url:
-            return _through_queue(settings, engine, source, chained(), wait_s=queue_wait_s)
-        return ingestor.ingest(source, chained(), on_batch=progress.merge, parallel=True)
+            head = [first] if first is not None else []
+            return _through_queue(settings, engine, source, chain(head, items), wait_s=queue_wait_s)
+        if first is None or path.stat().st_size < SMALL_FILE_BYTES:
+            head = [first] if first is not None else []
+            return ingestor.ingest(source, chain(head, items), on_batch=progress.merge)
+        # A helper process reads the file again from the start and analyses it while this one
+        # writes; the check above cost one item.
+        items.close()
+        return ingestor.ingest_from(source, reader, on_batch=progress.merge)
     except CollectError as exc:
         raise IngestFailed(exc.message, progress) from exc
 

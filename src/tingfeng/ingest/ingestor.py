@@ -8,25 +8,27 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain, islice
+from itertools import islice
+from queue import Empty
+from typing import Any
 
 from sqlalchemy import Engine, select
 
 from tingfeng.analyze.duplicates import NearDuplicateIndex
 from tingfeng.analyze.segment import Segmenter
+from tingfeng.collect.errors import CollectError
 from tingfeng.collect.items import ItemError, RawItem
 from tingfeng.db import posts as store
 from tingfeng.db.engine import write_transaction
 from tingfeng.db.models import Post
 from tingfeng.ingest.prepare import Draft, ItemRejected, Preparer, segmenter_for
-from tingfeng.search.index import add_to_index, sort_key
+from tingfeng.search.index import add_to_index, index_terms, sort_key
 from tingfeng.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ class PreparedBatch:
     errors: list[tuple[str, str]]
     repeats: int  # items repeated within the batch
     seconds: float
+    read_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,17 @@ class SourceRef:
 
 
 def prepare_batch(
-    preparer: Preparer, source: SourceRef, batch: list[RawItem | ItemError], now: datetime
+    preparer: Preparer,
+    source: SourceRef,
+    batch: list[RawItem | ItemError],
+    now: datetime,
+    dialect: str | None = None,
 ) -> PreparedBatch:
-    """Analyse a batch; bad items become errors, never exceptions."""
+    """Analyse a batch; bad items become errors, never exceptions.
+
+    With `dialect`, the full-text index terms are computed here too, so that a helper process
+    does that work rather than the one that writes.
+    """
     t0 = time.perf_counter()
     drafts: dict[str, Draft] = {}
     errors: list[tuple[str, str]] = []
@@ -116,31 +127,46 @@ def prepare_batch(
         if uid in drafts:
             repeats += 1
         else:
+            if dialect is not None:
+                draft.index = index_terms(dialect, draft.row["title_norm"], draft.row["text_norm"])
             drafts[uid] = draft
     return PreparedBatch(len(batch), drafts, errors, repeats, time.perf_counter() - t0)
 
 
-_worker_preparer: Preparer | None = None
+def _exit_with_parent(parent: int) -> None:
+    # A helper whose ingest was killed (kill -9) would otherwise block on its queue for ever.
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
 
 
-def _init_prepare_worker(settings: Settings) -> None:
-    global _worker_preparer
-    _worker_preparer = Preparer(segmenter_for(settings), settings.default_timezone, settings.dedup_min_chars)
-
-
-def _prepare_in_worker(source: SourceRef, batch: list[RawItem | ItemError], now: datetime) -> PreparedBatch:
-    assert _worker_preparer is not None
-    return prepare_batch(_worker_preparer, source, batch, now)
-
-
-def _prepare_pool(settings: Settings) -> ProcessPoolExecutor:
-    # spawn, not fork: the calling process may run threads (web server, queue consumer).
-    return ProcessPoolExecutor(
-        max_workers=settings.prepare_processes,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_prepare_worker,
-        initargs=(settings,),
-    )
+def _produce(
+    settings: Settings,
+    source: SourceRef,
+    reader: Callable[[], Iterable[RawItem | ItemError]],
+    dialect: str,
+    queue: Any,
+) -> None:
+    """The helper process: read and analyse batches, hand them to the writer in order."""
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    preparer = Preparer(segmenter_for(settings), settings.default_timezone, settings.dedup_min_chars)
+    try:
+        iterator = iter(reader())
+        while True:
+            t0 = time.perf_counter()
+            batch = list(islice(iterator, settings.ingest_batch_size))
+            read_s = time.perf_counter() - t0
+            if not batch:
+                break
+            prepared = prepare_batch(preparer, source, batch, datetime.now(UTC), dialect)
+            prepared.read_seconds = read_s
+            queue.put(("batch", prepared))
+        queue.put(("done", None))
+    except CollectError as exc:
+        queue.put(("error", (exc.message, exc.permanent)))
+    except Exception as exc:  # reported to the writer, which tells the user
+        log.exception("reading failed")
+        queue.put(("error", (f"Reading stopped: {exc.__class__.__name__}: {exc}", False)))
 
 
 class Ingestor:
@@ -202,13 +228,8 @@ class Ingestor:
         *,
         batch_size: int | None = None,
         on_batch: Callable[[IngestStats], None] | None = None,
-        parallel: bool = False,
     ) -> IngestStats:
-        """Store every item; returns counts. Bad items are counted, never fatal.
-
-        `parallel` lets a large ingest (a file) analyse in helper processes; worth it only when
-        there are many batches, since starting them takes a second.
-        """
+        """Store every item; returns counts. Bad items are counted, never fatal."""
         with self._lock:
             if not self._warmed:
                 self.warm()
@@ -232,23 +253,64 @@ class Ingestor:
             if on_batch is not None:
                 on_batch(stats)
 
-        stream = batches()
-        head = list(islice(stream, 2))
-        workers = self.settings.prepare_processes if parallel else 0
-        if len(head) < 2 or workers <= 0:
-            for batch in chain(head, stream):
-                finish(prepare_batch(self.preparer, source, batch, self.now()))
-        else:
-            # Analysis runs in helper processes while this one stores: each takes about half
-            # of the time per post, so two cores nearly double the rate of a large import.
-            pending: deque[Future[PreparedBatch]] = deque()
-            with _prepare_pool(self.settings) as pool:
-                for batch in chain(head, stream):
-                    pending.append(pool.submit(_prepare_in_worker, source, batch, self.now()))
-                    if len(pending) > workers:
-                        finish(pending.popleft().result())
-                while pending:
-                    finish(pending.popleft().result())
+        for batch in batches():
+            finish(prepare_batch(self.preparer, source, batch, self.now()))
+        total.seconds = time.perf_counter() - start
+        return total
+
+    def ingest_from(
+        self,
+        source: SourceRef,
+        reader: Callable[[], Iterable[RawItem | ItemError]],
+        *,
+        on_batch: Callable[[IngestStats], None] | None = None,
+    ) -> IngestStats:
+        """Ingest what `reader()` yields, reading and analysing in a helper process.
+
+        For large imports: the helper reads the file and analyses each batch while this
+        process writes the previous one, so both cores work. `reader` must be picklable (a
+        module-level function or a functools.partial of one). A reading error stops the
+        import after the batches before it are stored, and is raised as a CollectError.
+        """
+        if self.settings.prepare_processes <= 0:
+            return self.ingest(source, reader(), on_batch=on_batch)
+        with self._lock:
+            if not self._warmed:
+                self.warm()
+        total = IngestStats()
+        start = time.perf_counter()
+        context = multiprocessing.get_context("spawn")  # not fork: this process may run threads
+        queue = context.Queue(maxsize=4)
+        helper = context.Process(
+            target=_produce, args=(self.settings, source, reader, self.engine.dialect.name, queue),
+            name="tingfeng-prepare", daemon=True,
+        )
+        helper.start()
+        try:
+            while True:
+                try:
+                    kind, payload = queue.get(timeout=1.0)
+                except Empty:
+                    if not helper.is_alive():
+                        raise CollectError(
+                            "The analysis process stopped unexpectedly; the posts stored so far "
+                            "stay stored. Run the import again to finish it."
+                        ) from None
+                    continue
+                if kind == "done":
+                    break
+                if kind == "error":
+                    message, permanent = payload
+                    raise CollectError(message, permanent=permanent)
+                total.add_stage("read", payload.read_seconds)
+                stats = self.store_prepared(source, payload)
+                total.merge(stats)
+                if on_batch is not None:
+                    on_batch(stats)
+        finally:
+            helper.join(timeout=5)
+            if helper.is_alive():
+                helper.terminate()
         total.seconds = time.perf_counter() - start
         return total
 
@@ -288,12 +350,17 @@ class Ingestor:
             store.link_waiting_children(conn, {d.row["uid"]: d.row["id"] for d in new if d.row["id"] in inserted})
             t3 = time.perf_counter()
             stats.add_stage("store", t3 - t2)
+            dialect = conn.dialect.name
             add_to_index(
                 conn,
                 [
-                    (r["id"], sort_key(r["published_at"], r["id"]), r["title_norm"], r["text_norm"])
-                    for r in rows
-                    if r["id"] in inserted
+                    (
+                        d.row["id"],
+                        sort_key(d.row["published_at"], d.row["id"]),
+                        d.index or index_terms(dialect, d.row["title_norm"], d.row["text_norm"]),
+                    )
+                    for d in new
+                    if d.row["id"] in inserted
                 ],
             )
             t4 = time.perf_counter()

@@ -36,6 +36,7 @@ class Draft:
     row: dict[str, Any]
     dedup_text: str  # what near-duplicate detection compares; "" when too short to group
     parent_uid: str | None
+    index: Any = None  # full-text index terms (search.index.index_terms), computed ahead
 
 
 class Preparer:

@@ -45,17 +45,27 @@ _PG_DELETE = text("DELETE FROM post_search WHERE post_id = :id")
 IndexRow = tuple[int, int, str, str]
 """(post id, sort key, normalised title, normalised text)"""
 
+IndexTerms = tuple[str, str] | str
+"""What the index is given for one post: FTS5 (title, body) token strings, or a tsvector."""
+
+
+def index_terms(dialect: str, title: str, text: str) -> IndexTerms:
+    """Compute a post's index terms ahead of the write (in the analysis process)."""
+    if dialect == "sqlite":
+        return (index_body(title), index_body(text))
+    return tsvector_literal(title, text)
+
 
 def _sqlite_rows(rows: Iterable[IndexRow]) -> list[dict[str, object]]:
     return [{"id": key, "title": index_body(title), "body": index_body(body)} for _, key, title, body in rows]
 
 
-def _by_key(row: IndexRow) -> int:
+def _by_key(row: tuple[int, int, IndexTerms]) -> int:
     return row[1]
 
 
-def add_to_index(conn: Connection, rows: Sequence[IndexRow]) -> None:
-    """Index posts."""
+def add_to_index(conn: Connection, rows: Sequence[tuple[int, int, IndexTerms]]) -> None:
+    """Index posts given as (post id, sort key, terms from `index_terms`)."""
     if not rows:
         return
     if conn.dialect.name == "sqlite":
@@ -63,13 +73,10 @@ def add_to_index(conn: Connection, rows: Sequence[IndexRow]) -> None:
         # previous one, and an import in any order other than time made indexing 4× slower.
         conn.exec_driver_sql(
             "INSERT INTO post_fts(rowid, title, body) VALUES (?, ?, ?)",
-            [(key, index_body(title), index_body(body)) for _, key, title, body in sorted(rows, key=_by_key)],
+            [(key, terms[0], terms[1]) for _, key, terms in sorted(rows, key=_by_key)],
         )
     else:
-        conn.execute(
-            _PG_ADD,
-            [{"id": pid, "key": key, "vector": tsvector_literal(title, body)} for pid, key, title, body in rows],
-        )
+        conn.execute(_PG_ADD, [{"id": pid, "key": key, "vector": terms} for pid, key, terms in rows])
 
 
 def remove_from_index(conn: Connection, rows: Sequence[IndexRow]) -> None:

@@ -157,12 +157,30 @@ def upgrade() -> None:
         sa.UniqueConstraint("uid", name=op.f("uq_posts_uid")),
     )
     with op.batch_alter_table("posts", schema=None) as batch_op:
-        batch_op.create_index("ix_posts_canonical_url", ["canonical_url"], unique=False)
+        batch_op.create_index(
+            "ix_posts_canonical_url",
+            ["canonical_url"],
+            unique=False,
+            sqlite_where=sa.text("canonical_url IS NOT NULL"),
+            postgresql_where=sa.text("canonical_url IS NOT NULL"),
+        )
         batch_op.create_index("ix_posts_content_hash", ["content_hash"], unique=False)
         batch_op.create_index("ix_posts_dup_group", ["dup_group"], unique=False)
         batch_op.create_index("ix_posts_published", ["published_at"], unique=False)
-        batch_op.create_index("ix_posts_reposts_of_key", ["reposts_of_key"], unique=False)
-        batch_op.create_index("ix_posts_reply_to_key", ["reply_to_key"], unique=False)
+        batch_op.create_index(
+            "ix_posts_reposts_of_key",
+            ["reposts_of_key"],
+            unique=False,
+            sqlite_where=sa.text("reposts_of_key IS NOT NULL"),
+            postgresql_where=sa.text("reposts_of_key IS NOT NULL"),
+        )
+        batch_op.create_index(
+            "ix_posts_reply_to_key",
+            ["reply_to_key"],
+            unique=False,
+            sqlite_where=sa.text("reply_to_key IS NOT NULL"),
+            postgresql_where=sa.text("reply_to_key IS NOT NULL"),
+        )
         batch_op.create_index(
             "ix_posts_source_published", ["source_id", "published_at"], unique=False
         )
