@@ -129,6 +129,8 @@ def prepare_batch(
         else:
             if dialect is not None:
                 draft.index = index_terms(dialect, draft.row["title_norm"], draft.row["text_norm"])
+                if dialect == "sqlite":
+                    draft.values = store.sqlite_values(draft.row)
             drafts[uid] = draft
     return PreparedBatch(len(batch), drafts, errors, repeats, time.perf_counter() - t0)
 
@@ -346,7 +348,7 @@ class Ingestor:
             stats.add_stage("dedup", t2 - t1)
             self._link_parents(conn, new)
             rows = [d.row for d in new]
-            inserted = store.insert_posts(conn, rows)
+            inserted = store.insert_posts(conn, rows, [d.values for d in new])
             store.link_waiting_children(conn, {d.row["uid"]: d.row["id"] for d in new if d.row["id"] in inserted})
             t3 = time.perf_counter()
             stats.add_stage("store", t3 - t2)

@@ -37,6 +37,7 @@ class Draft:
     dedup_text: str  # what near-duplicate detection compares; "" when too short to group
     parent_uid: str | None
     index: Any = None  # full-text index terms (search.index.index_terms), computed ahead
+    values: list[Any] | None = None  # SQLite column values (db.posts.sqlite_values), computed ahead
 
 
 class Preparer:
@@ -106,6 +107,12 @@ class Preparer:
             "reposts_of_key": parent_uid(item.reposts_of, item, source_id),
             "reply_to_key": parent_uid(item.reply_to, item, source_id),
             "extra": item.extra or None,
+            # Set when the batch is written; present now so every row has every column.
+            "id": None,
+            "dup_group": None,
+            "dup_kind": "original",
+            "reposts_of_id": None,
+            "reply_to_id": None,
         }
         dedup_text = stripped if len(stripped) >= self.dedup_min_chars else ""
         return Draft(row=row, dedup_text=dedup_text, parent_uid=row["reposts_of_key"] or row["reply_to_key"])
