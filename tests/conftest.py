@@ -9,6 +9,7 @@ import pytest
 
 from tests import servers
 from tests.loopback import LoopbackServer
+from tingfeng.collect.fetcher import Fetcher
 from tingfeng.settings import Settings
 
 
@@ -136,3 +137,10 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.postgres)
         if names & REDIS_FIXTURES:
             item.add_marker(pytest.mark.redis)
+
+
+@pytest.fixture
+def fetcher(settings: Settings) -> Iterator[Fetcher]:
+    """The real fetcher, allowed to reach loopback."""
+    with Fetcher(settings) as f:
+        yield f

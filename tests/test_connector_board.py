@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -15,7 +14,6 @@ from tingfeng.collect.errors import CollectError, ConfigError
 from tingfeng.collect.extract import extract_article, parse_datetime, select_fields
 from tingfeng.collect.fetcher import Fetcher
 from tingfeng.collect.items import ItemError, RawItem
-from tingfeng.settings import Settings
 
 WEB = Path(__file__).parent / "fixtures" / "web"
 CST = timezone(timedelta(hours=8))
@@ -34,11 +32,6 @@ ARTICLES = {
 def web(name: str) -> bytes:
     return (WEB / name).read_bytes()
 
-
-@pytest.fixture
-def fetcher(settings: Settings) -> Iterator[Fetcher]:
-    with Fetcher(settings) as f:
-        yield f
 
 
 @pytest.fixture

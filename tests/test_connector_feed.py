@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from tingfeng.collect.connectors.base import CollectContext, get_connector
 from tingfeng.collect.errors import CollectError, ConfigError
 from tingfeng.collect.fetcher import Fetcher
 from tingfeng.collect.items import ItemError, RawItem
-from tingfeng.settings import Settings
 
 WEB = Path(__file__).parent / "fixtures" / "web"
 CST = timezone(timedelta(hours=8))
@@ -22,11 +20,6 @@ CST = timezone(timedelta(hours=8))
 def web(name: str) -> bytes:
     return (WEB / name).read_bytes()
 
-
-@pytest.fixture
-def fetcher(settings: Settings) -> Iterator[Fetcher]:
-    with Fetcher(settings) as f:
-        yield f
 
 
 def run(

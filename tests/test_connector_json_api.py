@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -16,7 +15,6 @@ from tingfeng.collect.connectors.json_api import load_preset, preset_names, to_i
 from tingfeng.collect.errors import CollectError, ConfigError
 from tingfeng.collect.fetcher import Fetcher
 from tingfeng.collect.items import ItemError, RawItem
-from tingfeng.settings import Settings
 
 WEB = Path(__file__).parent / "fixtures" / "web"
 JSON = "application/json; charset=utf-8"
@@ -25,11 +23,6 @@ JSON = "application/json; charset=utf-8"
 def web(name: str) -> bytes:
     return (WEB / name).read_bytes()
 
-
-@pytest.fixture
-def fetcher(settings: Settings) -> Iterator[Fetcher]:
-    with Fetcher(settings) as f:
-        yield f
 
 
 def run(

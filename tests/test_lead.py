@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -17,11 +16,6 @@ from tingfeng.settings import Settings
 
 WEB = Path(__file__).parent / "fixtures" / "web"
 
-
-@pytest.fixture
-def fetcher(settings: Settings) -> Iterator[Fetcher]:
-    with Fetcher(settings) as f:
-        yield f
 
 
 def test_lead_from_a_link(loopback: LoopbackServer, fetcher: Fetcher) -> None:

@@ -257,8 +257,7 @@ class BoardConnector(Connector):
     title = "List page (news column, forum board)"
     Config = BoardConfig
 
-    # The base class still declares Iterator[RawItem]; ItemError is part of the contract.
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
         config: BoardConfig = self.config  # type: ignore[assignment]
         crawler = ListCrawler(config, ctx, need_fetcher(ctx, self.kind))
         yield from crawler.crawl(config.url)

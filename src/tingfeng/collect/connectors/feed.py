@@ -181,8 +181,7 @@ class FeedConnector(Connector):
     title = "RSS / Atom / JSON Feed"
     Config = FeedConfig
 
-    # The base class still declares Iterator[RawItem]; ItemError is part of the contract.
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
         config: FeedConfig = self.config  # type: ignore[assignment]
         fetcher = ctx.fetcher
         if fetcher is None:

@@ -353,8 +353,7 @@ class JsonApiConnector(Connector):
     title = "JSON API (Mastodon, Bluesky, Reddit, HN, hot lists, custom)"
     Config = JsonApiConfig
 
-    # The base class still declares Iterator[RawItem]; ItemError is part of the contract.
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
         config: JsonApiConfig = self.config  # type: ignore[assignment]
         fetcher = need_fetcher(ctx, self.kind)
         limits = [n for n in (config.max_items, ctx.limit) if n is not None]

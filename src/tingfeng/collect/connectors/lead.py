@@ -106,7 +106,6 @@ class LeadConnector(Connector):
     Config = LeadConfig
     uses_network = False
 
-    # The base class still declares Iterator[RawItem]; ItemError is part of the contract.
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
         # Leads arrive through `lead_item` when a person submits one, never by schedule.
         return iter(())

@@ -591,7 +591,7 @@ class ReplayConnector(Connector):
                 high = middle
         return low
 
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
         """The items due by `ctx.now()`, at most `batch_max` (and `ctx.limit`)."""
         config = self.config
         assert isinstance(config, ReplayConfig)

@@ -71,8 +71,7 @@ class SiteSearchConnector(Connector):
     title = "Site search (keywords on a site's search page)"
     Config = SiteSearchConfig
 
-    # The base class still declares Iterator[RawItem]; ItemError is part of the contract.
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
         config: SiteSearchConfig = self.config  # type: ignore[assignment]
         crawler = ListCrawler(config, ctx, need_fetcher(ctx, self.kind))
         first_url = None

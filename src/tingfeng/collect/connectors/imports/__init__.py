@@ -303,7 +303,7 @@ class ImportConnector(Connector):
     Config: ClassVar[type[BaseModel]] = ImportConfig
     uses_network: ClassVar[bool] = False
 
-    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:  # type: ignore[override]
+    def collect(self, ctx: CollectContext) -> Iterator[RawItem | ItemError]:
         """Items from `state["offset"]` on. Re-reading is safe: the store ignores items it holds."""
         config = self.config
         assert isinstance(config, ImportConfig)
