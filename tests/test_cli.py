@@ -112,3 +112,27 @@ def test_user_dictionary_words_change_segmentation(db: str, tmp_path: Path) -> N
     assert "东风镇卫生院" in tokens.split()
     bad = run("--db", db, "dict", "add", "两 个词", env=env, check=False)
     assert bad.returncode == 2 and "single word" in bad.stderr
+
+
+def test_large_import_on_postgresql_matches_sqlite(fresh_postgres_db: str, db: str) -> None:
+    """The helper-process import path writes the same posts and index on both databases."""
+    args = ["ingest", str(CED), "--limit", "8000"]
+    pg = json.loads(run("--db", fresh_postgres_db, *args).stdout)
+    lite = json.loads(run("--db", db, *args).stdout)
+    assert pg == {**lite, "seconds": pg["seconds"]}
+    for term in ("转发", "谣言 微博", "中国 -转发"):
+        assert run("--db", fresh_postgres_db, "search", term, "--count").stdout == \
+            run("--db", db, "search", term, "--count").stdout
+
+
+def test_a_file_that_breaks_midway_keeps_what_was_stored(db: str, tmp_path: Path) -> None:
+    broken = tmp_path / "cut.jsonl.gz"
+    broken.write_bytes(CED.read_bytes()[: 3 * 1024 * 1024])  # a download cut short
+    proc = run("--db", db, "ingest", str(broken), "--format", "ced", check=False)
+    assert proc.returncode != 0
+    assert "stay stored" in proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[0])
+    assert summary["stored"] > 0
+    assert int(run("--db", db, "search", "转发", "--count").stdout) > 0
+    again = run("--db", db, "ingest", str(broken), "--format", "ced", check=False)
+    assert json.loads(again.stdout.splitlines()[0])["stored"] == 0  # nothing twice

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     )
     web_host: str = Field("127.0.0.1", description="Address the web server listens on.")
     web_port: int = Field(8000, description="Port the web server listens on.")
-    workers: int = Field(2, description="Worker threads of the embedded queue consumer.")
+    workers: int = Field(4, description="Worker threads of the queue consumer (fetches wait on the network).")
     scheduler_tick_s: float = Field(
         1.0, description="How often the scheduler looks for sources that are due, in seconds."
     )

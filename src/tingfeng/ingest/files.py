@@ -77,6 +77,7 @@ def ingest_file(
     ingestor = ingestor or Ingestor(engine, settings)
 
     progress = IngestStats()
+    started = time.perf_counter()
     try:
         if settings.queue_url:
             head = [first] if first is not None else []
@@ -89,6 +90,7 @@ def ingest_file(
         items.close()
         return ingestor.ingest_from(source, reader, on_batch=progress.merge)
     except CollectError as exc:
+        progress.seconds = time.perf_counter() - started
         raise IngestFailed(exc.message, progress) from exc
 
 
