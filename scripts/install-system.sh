@@ -12,7 +12,9 @@ set -euo pipefail
 # postgresql: server binaries for the tests and scale-out mode (the pip wheels bundle libpq).
 # redis-server: the scale-out work queue and its tests.
 # make, ca-certificates: the Makefile, and HTTPS for pip.
-PACKAGES=(postgresql redis-server make ca-certificates)
+# chromium, fonts-noto-cjk: the browser tests of the web pages (driven by Playwright with the
+# system Chromium; nothing is downloaded at test time) and Chinese text in screenshots.
+PACKAGES=(postgresql redis-server make ca-certificates chromium fonts-noto-cjk)
 # The Python wheels (psycopg[binary], lxml, ...) are all manylinux wheels: no compiler needed.
 # shellcheck disable=SC2206
 PACKAGES+=(${EXTRA_PACKAGES:-})

@@ -3,14 +3,23 @@ private PostgreSQL/Redis servers (tests/servers.py) started once per run."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
+import uvicorn
 
 from tests import servers
 from tests.loopback import LoopbackServer
 from tingfeng.collect.fetcher import Fetcher
+from tingfeng.collect.sources import add_source, issue_push_token
+from tingfeng.db.engine import make_engine, write_transaction
+from tingfeng.db.migrate import upgrade
 from tingfeng.settings import Settings
+from tingfeng.web.app import create_app
 
 
 @pytest.fixture
@@ -144,3 +153,39 @@ def fetcher(settings: Settings) -> Iterator[Fetcher]:
     """The real fetcher, allowed to reach loopback."""
     with Fetcher(settings) as f:
         yield f
+
+
+# --- the web application served by a real uvicorn on loopback ---------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def web(settings: Settings) -> Iterator[tuple[httpx.Client, Settings]]:
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        yield client, settings
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def push_source(settings: Settings, name: str = "对接平台") -> tuple[int, str]:
+    engine = make_engine(settings.database_url)
+    with write_transaction(engine) as conn:
+        source = add_source(conn, name=name, kind="push", config={})
+        token = issue_push_token(conn, source.id)
+    engine.dispose()
+    return source.id, token

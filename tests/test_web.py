@@ -2,53 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-
-import httpx
-import pytest
-import uvicorn
-
-from tingfeng.collect.sources import add_source, issue_push_token
-from tingfeng.db.engine import make_engine, write_transaction
-from tingfeng.db.migrate import upgrade
-from tingfeng.settings import Settings
-from tingfeng.web.app import create_app
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def web(settings: Settings) -> Iterator[tuple[httpx.Client, Settings]]:
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield client, settings
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-def _push_source(settings: Settings, name: str = "对接平台") -> tuple[int, str]:
-    engine = make_engine(settings.database_url)
-    with write_transaction(engine) as conn:
-        source = add_source(conn, name=name, kind="push", config={})
-        token = issue_push_token(conn, source.id)
-    engine.dispose()
-    return source.id, token
+from tests.conftest import push_source
 
 
 def test_health(web) -> None:  # type: ignore[no-untyped-def]
@@ -58,7 +12,7 @@ def test_health(web) -> None:  # type: ignore[no-untyped-def]
 
 def test_push_api_stores_posts_once_and_rejects_bad_entries(web) -> None:  # type: ignore[no-untyped-def]
     client, settings = web
-    sid, token = _push_source(settings)
+    sid, token = push_source(settings)
     auth = {"Authorization": f"Bearer {token}"}
     body = {"posts": [
         {"id": "m1", "text": "网民反映某小区供暖不热，物业称正在检修", "published_at": "2026-11-20T08:00:00+08:00"},
@@ -79,7 +33,7 @@ def test_push_api_stores_posts_once_and_rejects_bad_entries(web) -> None:  # typ
 
 def test_push_api_refuses_wrong_tokens_and_bad_bodies(web) -> None:  # type: ignore[no-untyped-def]
     client, settings = web
-    sid, token = _push_source(settings)
+    sid, token = push_source(settings)
     assert client.post(f"/api/v1/sources/{sid}/posts", json={"posts": []},
                        headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.post(f"/api/v1/sources/{sid}/posts", json={"posts": []}).status_code == 401
@@ -97,7 +51,7 @@ def test_search_api_reports_query_errors_in_words(web) -> None:  # type: ignore[
 
 def test_pages_escape_untrusted_content(web) -> None:  # type: ignore[no-untyped-def]
     client, settings = web
-    sid, token = _push_source(settings, name="<script>alert('name')</script>")
+    sid, token = push_source(settings, name="<script>alert('name')</script>")
     client.post(f"/api/v1/sources/{sid}/posts", headers={"Authorization": f"Bearer {token}"}, json=[
         {"id": "x", "text": "医院<img src=x onerror=alert(1)>投诉", "url": "javascript:alert(2)"},
     ])

@@ -1,0 +1,61 @@
+"""The web pages in a real Chromium: posts arrive live, untrusted content stays inert."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import push_source
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: run `make test`, which installs it")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield b
+        b.close()
+
+
+def test_live_page_shows_pushed_posts_without_reload_and_never_runs_them(web, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client, settings = web
+    sid, token = push_source(settings)
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(str(client.base_url) + "/")
+    page.wait_for_selector("text=信源状态")
+    r = client.post(f"/api/v1/sources/{sid}/posts", headers={"Authorization": f"Bearer {token}"}, json=[
+        {"id": "1", "text": "<img src=x onerror=\"window.__xss=1\">县医院门诊楼漏雨，患者只能打伞候诊"},
+        {"id": "2", "text": "<script>window.__xss=2</script>镇政府回应垃圾清运问题"},
+    ])
+    assert r.json()["stored"] == 2
+    page.wait_for_function("document.getElementById('feed').innerText.includes('县医院门诊楼漏雨')", timeout=15000)
+    assert "镇政府回应垃圾清运问题" in page.inner_text("#feed")
+    page.wait_for_function("document.getElementById('counter').innerText.includes('本页新到 2 条')")
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#feed img").count() == 0
+    page.screenshot(path=str(tmp_path / "live.png"))
+
+    page.goto(str(client.base_url) + "/search?q=漏雨")
+    assert page.inner_text("mark") == "漏雨"
+    assert page.evaluate("window.__xss") is None
+    page.close()
+
+
+def test_search_page_shows_query_errors_in_place(web, browser) -> None:  # type: ignore[no-untyped-def]
+    client, _ = web
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(str(client.base_url) + "/search?q=(医院")
+    assert "not closed" in page.inner_text(".error")
+    page.close()
