@@ -72,3 +72,28 @@ def test_ingest_through_redis_with_two_worker_processes(fresh_postgres_db: str, 
             except subprocess.TimeoutExpired:
                 w.kill()
         engine.dispose()
+
+
+def test_embedded_queue_keeps_tasks_across_a_restart(settings) -> None:  # type: ignore[no-untyped-def]
+    """Work queued in the embedded (SQLite) queue survives the process that queued it."""
+    from tingfeng.collect.items import RawItem
+    from tingfeng.collect.sources import add_source
+    from tingfeng.db.engine import write_transaction
+    from tingfeng.tasks import build_queue
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    with write_transaction(engine) as conn:
+        sid = add_source(conn, name="推送", kind="push", config={}).id
+    before = build_queue(settings)
+    before.enqueue_items(sid, None, [RawItem(text="重启前排队的帖子", external_id="q1")])
+    before.huey.storage.close()  # the process goes away before any worker ran
+
+    after = build_queue(settings)
+    assert after.huey.pending_count() == 1
+    after.huey.execute(after.huey.dequeue())
+    with engine.connect() as conn:
+        assert conn.execute(select(Post.text_clean)).scalars().all() == ["重启前排队的帖子"]
+        assert conn.execute(select(func.count(FetchLog.id))).scalar_one() == 1
+    assert after.huey.pending_count() == 0
+    engine.dispose()
