@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tingfeng.collect.connectors.base import CollectContext, Connector, register
 from tingfeng.collect.connectors.board import need_fetcher
+from tingfeng.collect.counts import parse_count
 from tingfeng.collect.errors import CollectError, ConfigError
 from tingfeng.collect.extract import parse_datetime
 from tingfeng.collect.items import ItemError, RawItem
@@ -51,8 +52,6 @@ ITEM_FIELDS = (
 COUNT_FIELDS = ("reposts", "comments", "likes", "views")
 TEMPLATE_NAMES = ("base_url", "keyword", "page", "cursor")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
-_COUNT = re.compile(r"^([\d.]+)\s*([万亿wWkKmM]?)")
-_MULTIPLIERS = {"": 1, "万": 10_000, "w": 10_000, "亿": 100_000_000, "k": 1_000, "m": 1_000_000}
 
 PathSpec = str | list[str]
 
@@ -157,18 +156,7 @@ def find_values(data: Any, spec: PathSpec) -> Any:
 
 def to_int(value: Any) -> int | None:
     """A count from what APIs write: 12, "12", "1,234", "1.2万", "3.4k"."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return int(value)
-    found = _COUNT.match(str(value).replace(",", "").strip())
-    if not found:
-        return None
-    try:
-        number = float(found.group(1))
-    except ValueError:
-        return None
-    return int(number * _MULTIPLIERS[found.group(2).lower()])
+    return parse_count(value)
 
 
 def to_text(value: Any) -> str | None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from tingfeng.collect.counts import parse_count  # noqa: F401 - part of this module's interface
 from tingfeng.collect.items import POST_KINDS
 
 
@@ -140,36 +141,6 @@ def _parse_time_text(text: str, now: datetime) -> datetime:
         except (ValueError, OverflowError):
             pass
     raise ValueError(f"cannot read {text!r} as a date/time")
-
-
-_COUNT_UNITS = {"万": 10_000, "w": 10_000, "W": 10_000, "亿": 100_000_000, "k": 1_000, "K": 1_000}
-
-
-def parse_count(value: Any) -> int | None:
-    """A non-negative count from 1234, "1,234", "1.2万", "10万+", "3k"; None when unreadable.
-
-    Counts are lenient on purpose: a post with an odd like count is still worth keeping.
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) and value >= 0 else None
-    if not isinstance(value, str):
-        return None
-    text = value.strip().replace(",", "").replace("，", "").rstrip("+")
-    if not text:
-        return None
-    factor = 1
-    if text[-1] in _COUNT_UNITS:
-        factor = _COUNT_UNITS[text[-1]]
-        text = text[:-1]
-    try:
-        number = float(text) * factor
-    except ValueError:
-        return None
-    return int(number) if math.isfinite(number) and number >= 0 else None
 
 
 def _as_id(value: Any) -> str | None:
