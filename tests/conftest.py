@@ -3,10 +3,13 @@ private PostgreSQL/Redis servers (tests/servers.py) started once per run."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -189,3 +192,19 @@ def push_source(settings: Settings, name: str = "对接平台") -> tuple[int, st
         token = issue_push_token(conn, source.id)
     engine.dispose()
     return source.id, token
+
+
+# --- the shared CED data set -------------------------------------------------------------------
+
+CED = Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+
+
+def ced_repost_texts(n: int) -> list[str]:
+    """The texts of the first `n` real Weibo reposts of CED."""
+    texts: list[str] = []
+    with gzip.open(CED, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            texts.extend(repost["text"] for repost in json.loads(line)["reposts"])
+            if len(texts) >= n:
+                break
+    return texts[:n]

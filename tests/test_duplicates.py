@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 import re
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import CED, ced_repost_texts
 from tingfeng.analyze.duplicates import (
     NearDuplicateIndex,
     choose_bands,
@@ -18,10 +16,6 @@ from tingfeng.analyze.duplicates import (
     strip_for_dedup,
 )
 from tingfeng.analyze.normalize import normalize
-
-CED = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
-)
 
 # Distinct ~40-character Chinese posts (real-looking, unrelated to each other).
 POSTS = [
@@ -110,12 +104,7 @@ def test_content_hash_of_stripped_text_is_the_same() -> None:
 
 @pytest.mark.skipif(not CED.exists(), reason="shared CED data set not present")
 def test_strip_idempotent_on_real_reposts() -> None:
-    texts: list[str] = []
-    with gzip.open(CED, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            texts.extend(repost["text"] for repost in json.loads(line)["reposts"])
-            if len(texts) >= 20_000:
-                break
+    texts = ced_repost_texts(20_000)
     for text in texts:
         once = strip_for_dedup(normalize(text))
         assert strip_for_dedup(once) == once, text

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import unicodedata
-from pathlib import Path
 
 import opencc
 import pytest
 
+from tests.conftest import CED, ced_repost_texts
 from tingfeng.analyze.normalize import normalize, to_simplified
 
 _T2S = opencc.OpenCC("t2s")
@@ -86,18 +84,10 @@ def test_to_simplified_changes_only_the_script() -> None:
     assert to_simplified("ascii only") == "ascii only"
 
 
-CED = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
-)
 
 
 @pytest.mark.skipif(not CED.exists(), reason="shared CED data set not present")
 def test_matches_the_reference_definition_on_real_weibo_reposts() -> None:
-    texts: list[str] = []
-    with gzip.open(CED, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            texts.extend(repost["text"] for repost in json.loads(line)["reposts"])
-            if len(texts) >= 20_000:
-                break
+    texts = ced_repost_texts(20_000)
     mismatches = [text for text in texts if normalize(text) != _reference(text)]
     assert mismatches == []

@@ -26,6 +26,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 from trafilatura.htmlprocessing import convert_to_html
 
 from tingfeng.collect.errors import ConfigError
+from tingfeng.collect.items import RawItem
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ class Article:
     @property
     def is_empty(self) -> bool:
         return not (self.title or self.text)
+
+    def to_item(self, *, kind: str, url: str, extra: dict[str, Any]) -> RawItem:
+        """The collected item for this page."""
+        return RawItem(kind=kind, url=url, title=self.title, text=self.text, html=self.html,
+                       author=self.author, published_at=self.published_at, extra=extra)
 
 
 # --------------------------------------------------------------------------------------------

@@ -195,16 +195,7 @@ class ListCrawler:
         item_extra: dict[str, Any] = {"list_url": list_url, **(extra or {})}
         if result.url != link:
             item_extra["final_url"] = result.url
-        return RawItem(
-            kind=self.spec.item_kind,
-            url=link,
-            title=article.title,
-            text=article.text,
-            html=article.html,
-            author=article.author,
-            published_at=article.published_at,
-            extra=item_extra,
-        )
+        return article.to_item(kind=self.spec.item_kind, url=link, extra=item_extra)
 
     def read_article(self, html: str, url: str) -> Article:
         """The item page read by the configured selectors, the rest found automatically."""

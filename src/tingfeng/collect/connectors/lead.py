@@ -79,16 +79,7 @@ def lead_item(
         )
     if not article.text and not article.title:
         raise CollectError(f"No text was found at {url}; paste the text instead.")
-    return RawItem(
-        kind="article",
-        url=url,
-        title=article.title,
-        text=article.text,
-        html=article.html,
-        author=article.author,
-        published_at=article.published_at,
-        extra=extra,
-    )
+    return article.to_item(kind="article", url=url, extra=extra)
 
 
 class LeadConfig(BaseModel):
