@@ -106,6 +106,30 @@ class Settings(BaseSettings):
         description="Helper processes that analyse posts of a large ingest while the main "
         "process stores them; 0 analyses in the storing process.",
     )
+    analyze_on_ingest: bool = Field(
+        True,
+        description="Read every post as it is stored (polarity, emotion, keywords, entities, "
+        "regions, categories, credibility). Off: run `tingfeng reanalyze` later.",
+    )
+    polarity_model_zh: str = Field(
+        "",
+        description="A stronger local model for Chinese polarity instead of the built-in one: an "
+        "ONNX model directory (model.onnx, tokenizer.json, config.json) or a .npz linear model.",
+    )
+    polarity_model_en: str = Field("", description="The same for English polarity.")
+    emotion_model: str = Field(
+        "", description="The same for Chinese emotion (labels: the six SMP2020-EWECT emotions)."
+    )
+    model_label_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Renames a local model's labels to Tingfeng's (e.g. LABEL_0 = \"negative\").",
+    )
+    credibility_threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Probability above which a post is flagged \"needs verification\".",
+    )
     log_level: str = Field("INFO", description="Logging level.")
 
     @field_validator("fetch_allowed_networks", mode="before")

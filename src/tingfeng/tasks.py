@@ -79,8 +79,10 @@ class Queue:
     def enqueue_collect(self, source_id: int) -> None:
         self.collect_source(source_id)
 
-    def enqueue_items(self, source_id: int, timezone: str | None, items: list[RawItem | ItemError]) -> None:
-        self.ingest_items(source_id, timezone, items)
+    def enqueue_items(
+        self, source_id: int, timezone: str | None, items: list[RawItem | ItemError], region: str | None = None
+    ) -> None:
+        self.ingest_items(source_id, timezone, items, region)
 
 
 def build_queue(settings: Settings, runtime: Runtime | None = None) -> Queue:
@@ -103,9 +105,11 @@ def build_queue(settings: Settings, runtime: Runtime | None = None) -> Queue:
             log.warning("source %s failed: %s", source_id, outcome.error)
         return {"ran": outcome.ran, "ok": outcome.ok}
 
-    def ingest_items(source_id: int, timezone: str | None, items: list[RawItem | ItemError]) -> dict[str, Any]:
+    def ingest_items(
+        source_id: int, timezone: str | None, items: list[RawItem | ItemError], region: str | None = None
+    ) -> dict[str, Any]:
         started = datetime.now(UTC)
-        stats = rt.ingestor.ingest(SourceRef(source_id, timezone), items)
+        stats = rt.ingestor.ingest(SourceRef(source_id, timezone, region), items)
         record_push(rt.engine, source_id, stats, started, datetime.now(UTC))
         return stats.summary()
 

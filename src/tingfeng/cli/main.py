@@ -66,10 +66,19 @@ def engine_of(ctx: typer.Context, *, migrate: bool = True) -> Any:
 @app.callback()
 def main(
     ctx: typer.Context,
-    db: Annotated[str | None, typer.Option("--db", help="Database URL (sqlite:///FILE or postgresql+psycopg://...).")] = None,
-    queue: Annotated[str | None, typer.Option("--queue", help="Queue URL (redis://...); empty for embedded.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Configuration file (TOML).")] = None,
-    log_level: Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Database URL (sqlite:///FILE or postgresql+psycopg://...)."),
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", help="Queue URL (redis://...); empty for embedded.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Configuration file (TOML).")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")
+    ] = None,
 ) -> None:
     import os
 
@@ -120,10 +129,15 @@ def _config_from(url: str | None, config: str | None, sets: list[str], kind: str
         except json.JSONDecodeError as exc:
             fail(f"--config is not valid JSON ({exc.msg} at position {exc.pos}).")
         if not isinstance(data, dict):
-            fail("--config must be a JSON object, e.g. '{\"url\": \"https://...\"}'.")
+            fail('--config must be a JSON object, e.g. \'{"url": "https://..."}\'.')
     if url:
-        key = {"board": "list_url", "site_search": "url_template", "json_api": "url_template",
-               "import": "path", "replay": "path"}.get(kind, "url")
+        key = {
+            "board": "list_url",
+            "site_search": "url_template",
+            "json_api": "url_template",
+            "import": "path",
+            "replay": "path",
+        }.get(kind, "url")
         data[key] = url
     data.update(_parse_sets(sets))
     return data
@@ -133,13 +147,19 @@ def _config_from(url: str | None, config: str | None, sets: list[str], kind: str
 def source_add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A unique name.")],
-    kind: Annotated[str, typer.Argument(help="feed, board, site_search, json_api, import, replay, push, lead.")],
-    url: Annotated[str | None, typer.Option(help="The main URL (or file path) of the source.")] = None,
+    kind: Annotated[
+        str, typer.Argument(help="feed, board, site_search, json_api, import, replay, push, lead.")
+    ],
+    url: Annotated[
+        str | None, typer.Option(help="The main URL (or file path) of the source.")
+    ] = None,
     config: Annotated[str | None, typer.Option(help="Connector configuration as JSON.")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="KEY=VALUE configuration items.")] = [],  # noqa: B006
     interval: Annotated[str, typer.Option(help="Fetch interval: 90s, 15m, 2h.")] = "15m",
     hot_interval: Annotated[str, typer.Option(help="Interval while hot.")] = "1m",
-    timezone: Annotated[str | None, typer.Option(help="Time zone for times given without one.")] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="Time zone for times given without one.")
+    ] = None,
     region: Annotated[str | None, typer.Option(help="The region this source concerns.")] = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Add without fetching yet.")] = False,
 ) -> None:
@@ -169,21 +189,31 @@ def source_add(
     typer.echo(f"added source {source.id}: {source.name} ({source.kind})")
     if token:
         typer.echo(f"push token (shown once, keep it secret): {token}")
-        typer.echo(f"push with: POST /api/v1/sources/{source.id}/posts  Authorization: Bearer <token>")
+        typer.echo(
+            f"push with: POST /api/v1/sources/{source.id}/posts  Authorization: Bearer <token>"
+        )
 
 
 def _source_dict(s: Any) -> dict[str, Any]:
     return {
-        "id": s.id, "name": s.name, "kind": s.kind, "enabled": s.enabled,
-        "interval_s": s.interval_s, "hot_interval_s": s.hot_interval_s,
+        "id": s.id,
+        "name": s.name,
+        "kind": s.kind,
+        "enabled": s.enabled,
+        "interval_s": s.interval_s,
+        "hot_interval_s": s.hot_interval_s,
         "hot_until": s.hot_until.isoformat() if s.hot_until else None,
-        "timezone": s.timezone, "region": s.region, "config": s.config,
+        "timezone": s.timezone,
+        "region": s.region,
+        "config": s.config,
         "items_total": s.items_total,
     }
 
 
 @source_app.command("list")
-def source_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def source_list(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """List sources."""
     from tingfeng.collect.sources import list_sources
 
@@ -194,7 +224,9 @@ def source_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
         return
     for s in sources:
         state = "on " if s.enabled else "off"
-        typer.echo(f"{s.id:>4}  {state}  {s.kind:<11} {s.interval_s:>6}s  {s.items_total:>9}  {s.name}")
+        typer.echo(
+            f"{s.id:>4}  {state}  {s.kind:<11} {s.interval_s:>6}s  {s.items_total:>9}  {s.name}"
+        )
 
 
 @source_app.command("show")
@@ -217,7 +249,9 @@ def source_show(ctx: typer.Context, ref: str) -> None:
 def source_remove(
     ctx: typer.Context,
     ref: str,
-    delete_posts: Annotated[bool, typer.Option("--delete-posts", help="Also delete its posts.")] = False,
+    delete_posts: Annotated[
+        bool, typer.Option("--delete-posts", help="Also delete its posts.")
+    ] = False,
 ) -> None:
     """Remove a source; a source with posts is disabled unless --delete-posts."""
     from tingfeng.collect.sources import SourceNotFound, remove_source
@@ -232,7 +266,11 @@ def source_remove(
             source = remove_source(conn, ref, keep_posts=not delete_posts)
     except SourceNotFound as exc:
         fail(str(exc))
-    verb = "disabled (it has posts; use --delete-posts to delete them too)" if source.enabled is False and not delete_posts else "removed"
+    verb = (
+        "disabled (it has posts; use --delete-posts to delete them too)"
+        if source.enabled is False and not delete_posts
+        else "removed"
+    )
     typer.echo(f"source {source.id} {source.name}: {verb}")
 
 
@@ -256,10 +294,18 @@ def source_hot(
         with write_transaction(engine_of(ctx)) as conn:
             source = find_source(conn, ref)
             until = now + timedelta(minutes=minutes) if minutes > 0 else None
-            conn.execute(update(Source).where(Source.id == source.id).values(hot_until=until, next_fetch_at=now))
+            conn.execute(
+                update(Source)
+                .where(Source.id == source.id)
+                .values(hot_until=until, next_fetch_at=now)
+            )
     except SourceNotFound as exc:
         fail(str(exc))
-    typer.echo(f"{source.name}: hot until {until.isoformat()}" if until else f"{source.name}: hot mode ended")
+    typer.echo(
+        f"{source.name}: hot until {until.isoformat()}"
+        if until
+        else f"{source.name}: hot mode ended"
+    )
 
 
 @source_app.command("token")
@@ -272,7 +318,9 @@ def source_token(ctx: typer.Context, ref: str) -> None:
         with write_transaction(engine_of(ctx)) as conn:
             source = find_source(conn, ref)
             if source.kind != "push":
-                fail(f"source {source.name} is a {source.kind} source; only push sources take tokens")
+                fail(
+                    f"source {source.name} is a {source.kind} source; only push sources take tokens"
+                )
             token = issue_push_token(conn, source.id)
     except SourceNotFound as exc:
         fail(str(exc))
@@ -280,7 +328,9 @@ def source_token(ctx: typer.Context, ref: str) -> None:
 
 
 @source_app.command("health")
-def source_health(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def source_health(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Health of every source: last success, last error, failures, items per day, stale."""
     from tingfeng.collect.health import health_report
     from tingfeng.collect.sources import list_sources
@@ -293,7 +343,9 @@ def source_health(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--j
         return
     for h in report:
         last = h.last_success_at.strftime("%Y-%m-%d %H:%M") if h.last_success_at else "never"
-        typer.echo(f"{h.id:>4}  {h.status:<8} {h.items_last_24h:>7}/24h  last ok {last:<16}  {h.name}")
+        typer.echo(
+            f"{h.id:>4}  {h.status:<8} {h.items_last_24h:>7}/24h  last ok {last:<16}  {h.name}"
+        )
         if h.last_error:
             typer.echo(f"      last error: {h.last_error}")
 
@@ -304,7 +356,9 @@ def source_test(
     ref: Annotated[str | None, typer.Argument(help="An existing source (name or id).")] = None,
     kind: Annotated[str | None, typer.Option(help="Or test a draft source of this kind.")] = None,
     url: Annotated[str | None, typer.Option(help="The draft source's URL.")] = None,
-    config: Annotated[str | None, typer.Option(help="The draft source's configuration (JSON).")] = None,
+    config: Annotated[
+        str | None, typer.Option(help="The draft source's configuration (JSON).")
+    ] = None,
     set_: Annotated[list[str], typer.Option("--set")] = [],  # noqa: B006
     limit: Annotated[int, typer.Option(help="Items to show at most.")] = 10,
 ) -> None:
@@ -338,12 +392,22 @@ def source_test(
 def ingest(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A CED, JSONL, CSV or XLSX file (also .gz).")],
-    format: Annotated[str, typer.Option("--format", help="ced, jsonl, csv, xlsx or auto.")] = "auto",
+    format: Annotated[
+        str, typer.Option("--format", help="ced, jsonl, csv, xlsx or auto.")
+    ] = "auto",
     limit: Annotated[int | None, typer.Option(help="Read at most N items.")] = None,
-    source: Annotated[str | None, typer.Option(help="Source name (default import:<file name>).")] = None,
-    mapping: Annotated[str | None, typer.Option(help="Field mapping as JSON, e.g. '{\"text\": \"content\"}'.")] = None,
-    preset: Annotated[str | None, typer.Option(help="A mapping preset, e.g. import_hotline_12345.")] = None,
-    platform: Annotated[str | None, typer.Option(help="Platform of the items' ids (weibo, …).")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Source name (default import:<file name>).")
+    ] = None,
+    mapping: Annotated[
+        str | None, typer.Option(help='Field mapping as JSON, e.g. \'{"text": "content"}\'.')
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="A mapping preset, e.g. import_hotline_12345.")
+    ] = None,
+    platform: Annotated[
+        str | None, typer.Option(help="Platform of the items' ids (weibo, …).")
+    ] = None,
 ) -> None:
     """Import a file; prints {"read", "stored", "duplicates", "errors", "seconds"}."""
     from tingfeng.collect.errors import CollectError
@@ -351,8 +415,15 @@ def ingest(
 
     try:
         stats = ingest_file(
-            settings_of(ctx), engine_of(ctx), file, format=format, limit=limit, source_name=source,
-            mapping=json.loads(mapping) if mapping else None, preset=preset, platform=platform,
+            settings_of(ctx),
+            engine_of(ctx),
+            file,
+            format=format,
+            limit=limit,
+            source_name=source,
+            mapping=json.loads(mapping) if mapping else None,
+            preset=preset,
+            platform=platform,
         )
     except json.JSONDecodeError as exc:
         fail(f"--mapping is not valid JSON ({exc.msg})")
@@ -372,7 +443,9 @@ def ingest(
 def search(
     ctx: typer.Context,
     query: Annotated[str, typer.Argument(help='Terms, "phrases", OR, -excluded, (groups).')],
-    count_only: Annotated[bool, typer.Option("--count", help="Print only the number of matches.")] = False,
+    count_only: Annotated[
+        bool, typer.Option("--count", help="Print only the number of matches.")
+    ] = False,
     limit: Annotated[int, typer.Option(help="Results to show.")] = 20,
     offset: Annotated[int, typer.Option(help="Skip this many results.")] = 0,
     sort: Annotated[str, typer.Option(help="newest, oldest or relevance.")] = "newest",
@@ -388,8 +461,9 @@ def search(
     from tingfeng.search.service import SearchFilters, count
     from tingfeng.search.service import search as run_search
 
-    filters = SearchFilters(since=_parse_time(since, "--since"), until=_parse_time(until, "--until"),
-                            langs=list(lang))
+    filters = SearchFilters(
+        since=_parse_time(since, "--since"), until=_parse_time(until, "--until"), langs=list(lang)
+    )
     with engine_of(ctx).connect() as conn:
         try:
             filters.source_ids = [find_source(conn, ref).id for ref in source]
@@ -401,11 +475,21 @@ def search(
             fail(str(exc))
     for hit in page.hits:
         if as_json:
-            typer.echo(json.dumps({
-                "id": hit.id, "source_id": hit.source_id, "title": hit.title, "url": hit.url,
-                "published_at": hit.published_at.isoformat() if hit.published_at else None,
-                "lang": hit.lang, "dup_group": hit.dup_group, "snippet_html": hit.snippet_html,
-            }, ensure_ascii=False))
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": hit.id,
+                        "source_id": hit.source_id,
+                        "title": hit.title,
+                        "url": hit.url,
+                        "published_at": hit.published_at.isoformat() if hit.published_at else None,
+                        "lang": hit.lang,
+                        "dup_group": hit.dup_group,
+                        "snippet_html": hit.snippet_html,
+                    },
+                    ensure_ascii=False,
+                )
+            )
         else:
             when = hit.published_at.strftime("%Y-%m-%d %H:%M") if hit.published_at else "?"
             plain = hit.snippet_html.replace("<mark>", "[").replace("</mark>", "]")
@@ -448,7 +532,9 @@ def lead_add(
     if not by.strip():
         fail("say who submits the lead with --by")
     try:
-        post_id, stored = submit_lead(settings_of(ctx), engine_of(ctx), url=url, text=text, submitted_by=by, note=note)
+        post_id, stored = submit_lead(
+            settings_of(ctx), engine_of(ctx), url=url, text=text, submitted_by=by, note=note
+        )
     except CollectError as exc:
         fail(exc.message)
     typer.echo(json.dumps({"post_id": post_id, "new": stored}))
@@ -459,7 +545,9 @@ def dict_add(
     ctx: typer.Context,
     words: Annotated[list[str], typer.Argument(help="Words to keep whole, e.g. 东风镇卫生院.")],
     freq: Annotated[int | None, typer.Option(help="Frequency (higher wins ties).")] = None,
-    tag: Annotated[str | None, typer.Option(help="Part-of-speech tag, e.g. ns for a place.")] = None,
+    tag: Annotated[
+        str | None, typer.Option(help="Part-of-speech tag, e.g. ns for a place.")
+    ] = None,
 ) -> None:
     """Add words to the user dictionary (used by processes started afterwards)."""
     path = settings_of(ctx).user_dict_file
@@ -525,8 +613,12 @@ def serve(
 @app.command()
 def demo(
     ctx: typer.Context,
-    speed: Annotated[float, typer.Option(help="Replay speed: seconds of data per second.")] = 1800.0,
-    feeds: Annotated[bool, typer.Option(help="Also add the starter set of public news feeds.")] = True,
+    speed: Annotated[
+        float, typer.Option(help="Replay speed: seconds of data per second.")
+    ] = 1800.0,
+    feeds: Annotated[
+        bool, typer.Option(help="Also add the starter set of public news feeds.")
+    ] = True,
     ced: Annotated[Path | None, typer.Option(help="The CED cascades file to replay.")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
 ) -> None:
@@ -570,6 +662,9 @@ def bench_ingest(
         for key, value in result.items():
             typer.echo(f"{key:>16}: {value}")
 
+
+# Registers the analysis commands (eval, train, reanalyze, analyze, category) on `app`.
+from tingfeng.cli import analysis as _analysis  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     app(sys.argv[1:])

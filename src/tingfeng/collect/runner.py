@@ -105,7 +105,7 @@ def run_source(
             source_name=source.name,
         )
         items: Iterator[RawItem | ItemError] = connector.collect(ctx)
-        stats = ingestor.ingest(SourceRef(source.id, source.timezone), items)
+        stats = ingestor.ingest(SourceRef(source.id, source.timezone, source.region), items)
     except CollectError as exc:
         error = exc
     except Exception as exc:  # a connector bug must be recorded, not kill the worker

@@ -179,3 +179,58 @@ class FetchLog(Base):
     worker: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     __table_args__ = (Index("ix_fetch_log_source_started", "source_id", "started_at"),)
+
+
+class PostReading(Base):
+    """研判: what the analysis stages read in a post (see tingfeng.analyze.reading)."""
+
+    __tablename__ = "readings"
+
+    post_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Models and taxonomy that produced it; `tingfeng reanalyze` redoes readings of other versions.
+    version: Mapped[str] = mapped_column(String(40))
+    analysed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    polarity: Mapped[str] = mapped_column(String(10), default="unknown")
+    polarity_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    emotion: Mapped[str] = mapped_column(String(10), default="unknown")
+    emotion_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    needs_verification: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    credibility_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    keywords: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    entities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    regions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    problems: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+
+    __table_args__ = (
+        Index("ix_readings_version", "version"),
+        Index("ix_readings_polarity", "polarity"),
+    )
+
+
+class PostLabel(Base):
+    """A filterable label of a post from its reading: a category slug or a region code."""
+
+    __tablename__ = "post_labels"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # "category" or "region"
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    post_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    __table_args__ = (Index("ix_post_labels_post_id", "post_id"),)
+
+
+class TaxonomyVersion(Base):
+    """Each saved state of the category taxonomy; the newest one is in force."""
+
+    __tablename__ = "taxonomy_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(40))
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)

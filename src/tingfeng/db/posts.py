@@ -44,7 +44,9 @@ def groups_by_hash(conn: Connection, hashes: Sequence[str]) -> dict[str, int]:
     """For each content hash already stored, the duplicate group of its first post."""
     out: dict[str, int] = {}
     rows = _rows_in(
-        conn, "SELECT content_hash, coalesce(dup_group, id), id FROM posts WHERE content_hash IN ({})", hashes
+        conn,
+        "SELECT content_hash, coalesce(dup_group, id), id FROM posts WHERE content_hash IN ({})",
+        hashes,
     )
     for chash, group, _id in sorted(rows, key=lambda r: r[2]):
         out.setdefault(chash, group)
@@ -116,8 +118,10 @@ def sqlite_values(row: dict[str, Any]) -> list[Any]:
 
 
 # Assigned when the batch is written: ids, duplicate groups, resolved parents.
-_WRITE_TIME = tuple((_COLUMNS.index(name), name) for name in
-                    ("id", "dup_group", "dup_kind", "reposts_of_id", "reply_to_id"))
+_WRITE_TIME = tuple(
+    (_COLUMNS.index(name), name)
+    for name in ("id", "dup_group", "dup_kind", "reposts_of_id", "reply_to_id")
+)
 
 
 def _sqlite_tuple(row: dict[str, Any], values: list[Any] | None) -> tuple[Any, ...]:
@@ -159,9 +163,13 @@ def link_waiting_children(conn: Connection, new: dict[str, int]) -> None:
         return
     uids = list(new)
     for key_col, id_col in (("reposts_of_key", "reposts_of_id"), ("reply_to_key", "reply_to_id")):
-        waiting = list(_rows_in(
-            conn, f"SELECT id, {key_col} FROM posts WHERE {id_col} IS NULL AND {key_col} IN ({{}})", uids
-        ))
+        waiting = list(
+            _rows_in(
+                conn,
+                f"SELECT id, {key_col} FROM posts WHERE {id_col} IS NULL AND {key_col} IN ({{}})",
+                uids,
+            )
+        )
         if waiting:
             conn.execute(
                 update(Post.__table__)

@@ -43,7 +43,9 @@ class PeakRss:
         return round(self.peak / 1024 / 1024, 1)
 
 
-def run_ingest_bench(settings: Settings, engine: Engine, path: Path, *, limit: int | None = None) -> dict[str, Any]:
+def run_ingest_bench(
+    settings: Settings, engine: Engine, path: Path, *, limit: int | None = None
+) -> dict[str, Any]:
     with PeakRss() as rss:
         t0 = time.perf_counter()
         stats = ingest_file(settings, engine, path, limit=limit, source_name=f"bench:{path.name}")

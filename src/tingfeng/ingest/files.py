@@ -30,15 +30,18 @@ class IngestFailed(Exception):
         self.stats = stats
 
 
-def import_source(engine: Engine, settings: Settings, name: str, config: dict[str, Any]) -> SourceRef:
+def import_source(
+    engine: Engine, settings: Settings, name: str, config: dict[str, Any]
+) -> SourceRef:
     """The import source of this name, created on first use (imports run on demand)."""
     with write_transaction(engine) as conn:
         try:
             source = find_source(conn, name)
         except SourceNotFound:
-            source = add_source(conn, name=name, kind="import", config=config,
-                                timezone=settings.default_timezone)
-    return SourceRef(source.id, source.timezone)
+            source = add_source(
+                conn, name=name, kind="import", config=config, timezone=settings.default_timezone
+            )
+    return SourceRef(source.id, source.timezone, source.region)
 
 
 def ingest_file(
@@ -68,8 +71,15 @@ def ingest_file(
         config["preset"] = preset
     if platform:
         config["platform"] = platform
-    reader = partial(read_items, path, format=format, mapping=mapping, preset=preset, platform=platform,
-                     limit=limit)
+    reader = partial(
+        read_items,
+        path,
+        format=format,
+        mapping=mapping,
+        preset=preset,
+        platform=platform,
+        limit=limit,
+    )
     items = reader()
     # Reading the first item surfaces a wrong file before a source is created for it.
     first = next(items, None)
@@ -94,8 +104,9 @@ def ingest_file(
         raise IngestFailed(exc.message, progress) from exc
 
 
-def _through_queue(settings: Settings, engine: Engine, source: SourceRef, items: Any,
-                   *, wait_s: float) -> IngestStats:
+def _through_queue(
+    settings: Settings, engine: Engine, source: SourceRef, items: Any, *, wait_s: float
+) -> IngestStats:
     """Scale-out: hand the file to the workers in batches and wait until they are done.
 
     Each batch is one `ingest_items` task; each task writes one fetch-log row when it finishes,
@@ -114,13 +125,15 @@ def _through_queue(settings: Settings, engine: Engine, source: SourceRef, items:
     tasks = 0
     read = 0
     while batch := list(islice(items, settings.ingest_batch_size)):
-        queue.enqueue_items(source.id, source.timezone, batch)
+        queue.enqueue_items(source.id, source.timezone, batch, source.region)
         tasks += 1
         read += len(batch)
     deadline = time.monotonic() + wait_s
     query = select(
-        func.count(FetchLog.id), func.coalesce(func.sum(FetchLog.items_stored), 0),
-        func.coalesce(func.sum(FetchLog.duplicates), 0), func.coalesce(func.sum(FetchLog.items_read), 0),
+        func.count(FetchLog.id),
+        func.coalesce(func.sum(FetchLog.items_stored), 0),
+        func.coalesce(func.sum(FetchLog.duplicates), 0),
+        func.coalesce(func.sum(FetchLog.items_read), 0),
     ).where(FetchLog.source_id == source.id, FetchLog.started_at >= started)
     while True:
         with engine.connect() as conn:
@@ -128,8 +141,12 @@ def _through_queue(settings: Settings, engine: Engine, source: SourceRef, items:
         if done >= tasks or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    stats = IngestStats(read=read, stored=int(stored), duplicates=int(dups),
-                        errors=int(done_read) - int(stored) - int(dups))
+    stats = IngestStats(
+        read=read,
+        stored=int(stored),
+        duplicates=int(dups),
+        errors=int(done_read) - int(stored) - int(dups),
+    )
     stats.seconds = time.perf_counter() - t0
     if done < tasks:
         raise CollectError(

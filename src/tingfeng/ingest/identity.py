@@ -12,8 +12,23 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from tingfeng.collect.items import RawItem
 
 # Query parameters that only track the reader; dropping them makes one article one URL.
-_TRACKING = {"spm", "from", "fromsource", "share_token", "share_from", "wfr", "timestamp",
-             "isappinstalled", "scene", "clicktime", "enterid", "fbclid", "gclid", "ref", "src"}
+_TRACKING = {
+    "spm",
+    "from",
+    "fromsource",
+    "share_token",
+    "share_from",
+    "wfr",
+    "timestamp",
+    "isappinstalled",
+    "scene",
+    "clicktime",
+    "enterid",
+    "fbclid",
+    "gclid",
+    "ref",
+    "src",
+}
 
 
 def digest(key: str) -> str:
@@ -32,10 +47,17 @@ def canonical_url(url: str | None) -> str | None:
         return None
     scheme = parts.scheme.lower()
     host = parts.hostname.lower()
-    port = parts.port if parts.port and (scheme, parts.port) not in (("http", 80), ("https", 443)) else None
+    port = (
+        parts.port
+        if parts.port and (scheme, parts.port) not in (("http", 80), ("https", 443))
+        else None
+    )
     netloc = f"{host}:{port}" if port else host
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if not k.lower().startswith("utm_") and k.lower() not in _TRACKING]
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not k.lower().startswith("utm_") and k.lower() not in _TRACKING
+    ]
     path = parts.path or "/"
     return urlunsplit((scheme, netloc, path, urlencode(sorted(query)), ""))
 

@@ -25,9 +25,10 @@ from tingfeng.analyze.segment import Segmenter
 from tingfeng.collect.errors import CollectError
 from tingfeng.collect.items import ItemError, RawItem
 from tingfeng.db import posts as store
-from tingfeng.db.engine import write_transaction
+from tingfeng.db.engine import make_engine, write_transaction
 from tingfeng.db.models import Post
 from tingfeng.ingest.prepare import Draft, ItemRejected, Preparer, segmenter_for
+from tingfeng.ingest.readings import TaxonomyWatcher, reader_for, store_readings
 from tingfeng.search.index import add_to_index, index_terms, sort_key
 from tingfeng.settings import Settings
 
@@ -91,6 +92,7 @@ class SourceRef:
 
     id: int
     timezone: str | None = None
+    region: str | None = None  # the source's configured region, for posts that name none
 
 
 def prepare_batch(
@@ -132,7 +134,23 @@ def prepare_batch(
                 if dialect == "sqlite":
                     draft.values = store.sqlite_values(draft.row)
             drafts[uid] = draft
+    if preparer.reader is not None and drafts:
+        _read(preparer, source, list(drafts.values()))
     return PreparedBatch(len(batch), drafts, errors, repeats, time.perf_counter() - t0)
+
+
+def _read(preparer: Preparer, source: SourceRef, drafts: list[Draft]) -> None:
+    """Readings of a batch (one call: the models work on the whole batch at once)."""
+    assert preparer.reader is not None
+    rows = [d.row for d in drafts]
+    texts = [
+        f"{r['title_norm']} {r['text_norm']}" if r["title_norm"] else r["text_norm"] for r in rows
+    ]
+    readings = preparer.reader.read_batch(
+        texts, [r["lang"] for r in rows], [source.region] * len(rows)
+    )
+    for draft, reading in zip(drafts, readings, strict=True):
+        draft.reading = reading
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -151,7 +169,13 @@ def _produce(
 ) -> None:
     """The helper process: read and analyse batches, hand them to the writer in order."""
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    preparer = Preparer(segmenter_for(settings), settings.default_timezone, settings.dedup_min_chars)
+    segmenter = segmenter_for(settings)
+    preparer = Preparer(segmenter, settings.default_timezone, settings.dedup_min_chars)
+    watcher = None
+    if settings.analyze_on_ingest:
+        engine = make_engine(settings.database_url)
+        preparer.reader = reader_for(settings, engine, segmenter)
+        watcher = TaxonomyWatcher(engine, preparer.reader)
     try:
         iterator = iter(reader())
         while True:
@@ -160,6 +184,8 @@ def _produce(
             read_s = time.perf_counter() - t0
             if not batch:
                 break
+            if watcher is not None:
+                watcher.check()
             prepared = prepare_batch(preparer, source, batch, datetime.now(UTC), dialect)
             prepared.read_seconds = read_s
             queue.put(("batch", prepared))
@@ -186,11 +212,12 @@ class Ingestor:
         self.engine = engine
         self.settings = settings
         self.now = now
-        self.preparer = Preparer(
-            segmenter or segmenter_for(settings),
-            settings.default_timezone,
-            settings.dedup_min_chars,
-        )
+        segmenter = segmenter or segmenter_for(settings)
+        self.preparer = Preparer(segmenter, settings.default_timezone, settings.dedup_min_chars)
+        self.watcher: TaxonomyWatcher | None = None
+        if settings.analyze_on_ingest:
+            self.preparer.reader = reader_for(settings, engine, segmenter)
+            self.watcher = TaxonomyWatcher(engine, self.preparer.reader)
         self.near = near_duplicates or NearDuplicateIndex(
             threshold=settings.dedup_threshold,
             num_perm=settings.dedup_num_perm,
@@ -256,7 +283,7 @@ class Ingestor:
                 on_batch(stats)
 
         for batch in batches():
-            finish(prepare_batch(self.preparer, source, batch, self.now()))
+            finish(self._prepare(source, batch))
         total.seconds = time.perf_counter() - start
         return total
 
@@ -284,8 +311,10 @@ class Ingestor:
         context = multiprocessing.get_context("spawn")  # not fork: this process may run threads
         queue = context.Queue(maxsize=4)
         helper = context.Process(
-            target=_produce, args=(self.settings, source, reader, self.engine.dialect.name, queue),
-            name="tingfeng-prepare", daemon=True,
+            target=_produce,
+            args=(self.settings, source, reader, self.engine.dialect.name, queue),
+            name="tingfeng-prepare",
+            daemon=True,
         )
         helper.start()
         try:
@@ -319,6 +348,11 @@ class Ingestor:
     def ingest_batch(self, source: SourceRef, batch: list[RawItem | ItemError]) -> IngestStats:
         return self.store_prepared(source, prepare_batch(self.preparer, source, batch, self.now()))
 
+    def _prepare(self, source: SourceRef, batch: list[RawItem | ItemError]) -> PreparedBatch:
+        if self.watcher is not None:
+            self.watcher.check()
+        return prepare_batch(self.preparer, source, batch, self.now())
+
     def store_prepared(self, source: SourceRef, prepared: PreparedBatch) -> IngestStats:
         stats = IngestStats(read=prepared.read, duplicates=prepared.repeats)
         for where, message in prepared.errors:
@@ -349,7 +383,9 @@ class Ingestor:
             self._link_parents(conn, new)
             rows = [d.row for d in new]
             inserted = store.insert_posts(conn, rows, [d.values for d in new])
-            store.link_waiting_children(conn, {d.row["uid"]: d.row["id"] for d in new if d.row["id"] in inserted})
+            store.link_waiting_children(
+                conn, {d.row["uid"]: d.row["id"] for d in new if d.row["id"] in inserted}
+            )
             t3 = time.perf_counter()
             stats.add_stage("store", t3 - t2)
             dialect = conn.dialect.name
@@ -367,6 +403,17 @@ class Ingestor:
             )
             t4 = time.perf_counter()
             stats.add_stage("index", t4 - t3)
+            analysed = [
+                (d.row["id"], d.reading)
+                for d in new
+                if d.reading is not None and d.row["id"] in inserted
+            ]
+            if analysed:
+                store_readings(
+                    conn, analysed, self.preparer.reader.version if self.preparer.reader else ""
+                )
+                stats.add_stage("readings", time.perf_counter() - t4)
+                t4 = time.perf_counter()
             stats.duplicates += len(rows) - len(inserted)
             stats.stored += len(inserted)
             store.bump_source(conn, source.id, len(inserted), rows[0]["fetched_at"])
@@ -407,6 +454,9 @@ class Ingestor:
         missing = [k for k in wanted if k not in in_batch]
         found = store.ids_by_uid(conn, missing) if missing else {}
         for d in new:
-            for key_col, id_col in (("reposts_of_key", "reposts_of_id"), ("reply_to_key", "reply_to_id")):
+            for key_col, id_col in (
+                ("reposts_of_key", "reposts_of_id"),
+                ("reply_to_key", "reply_to_id"),
+            ):
                 key = d.row[key_col]
                 d.row[id_col] = (in_batch.get(key) or found.get(key)) if key else None

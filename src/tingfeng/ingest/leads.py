@@ -20,9 +20,10 @@ def leads_source(engine: Engine, settings: Settings) -> SourceRef:
         try:
             source = find_source(conn, LEADS_SOURCE)
         except SourceNotFound:
-            source = add_source(conn, name=LEADS_SOURCE, kind="lead", config={},
-                                timezone=settings.default_timezone)
-    return SourceRef(source.id, source.timezone)
+            source = add_source(
+                conn, name=LEADS_SOURCE, kind="lead", config={}, timezone=settings.default_timezone
+            )
+    return SourceRef(source.id, source.timezone, source.region)
 
 
 def submit_lead(

@@ -11,6 +11,7 @@ from tingfeng.analyze.clean import clean_text, html_to_text
 from tingfeng.analyze.duplicates import content_hash, strip_for_dedup
 from tingfeng.analyze.language import detect_language
 from tingfeng.analyze.normalize import normalize
+from tingfeng.analyze.reading import Reader
 from tingfeng.analyze.segment import Segmenter
 from tingfeng.collect.items import POST_KINDS, RawItem
 from tingfeng.ingest.identity import canonical_url, digest, identity_key, parent_uid
@@ -38,6 +39,7 @@ class Draft:
     parent_uid: str | None
     index: Any = None  # full-text index terms (search.index.index_terms), computed ahead
     values: list[Any] | None = None  # SQLite column values (db.posts.sqlite_values), computed ahead
+    reading: Any = None  # analyze.reading.Reading, when analysis is on
 
 
 class Preparer:
@@ -47,6 +49,7 @@ class Preparer:
         self.segmenter = segmenter
         self.default_timezone = default_timezone
         self.dedup_min_chars = dedup_min_chars
+        self.reader: Reader | None = None  # the analysis stages; None: store posts unread
         self._zones: dict[str, ZoneInfo] = {}
 
     def zone(self, name: str | None) -> ZoneInfo:
@@ -115,4 +118,6 @@ class Preparer:
             "reply_to_id": None,
         }
         dedup_text = stripped if len(stripped) >= self.dedup_min_chars else ""
-        return Draft(row=row, dedup_text=dedup_text, parent_uid=row["reposts_of_key"] or row["reply_to_key"])
+        return Draft(
+            row=row, dedup_text=dedup_text, parent_uid=row["reposts_of_key"] or row["reply_to_key"]
+        )

@@ -57,7 +57,10 @@ def index_terms(dialect: str, title: str, text: str) -> IndexTerms:
 
 
 def _sqlite_rows(rows: Iterable[IndexRow]) -> list[dict[str, object]]:
-    return [{"id": key, "title": index_body(title), "body": index_body(body)} for _, key, title, body in rows]
+    return [
+        {"id": key, "title": index_body(title), "body": index_body(body)}
+        for _, key, title, body in rows
+    ]
 
 
 def _by_key(row: tuple[int, int, IndexTerms]) -> int:
@@ -76,7 +79,9 @@ def add_to_index(conn: Connection, rows: Sequence[tuple[int, int, IndexTerms]]) 
             [(key, terms[0], terms[1]) for _, key, terms in sorted(rows, key=_by_key)],
         )
     else:
-        conn.execute(_PG_ADD, [{"id": pid, "key": key, "vector": terms} for pid, key, terms in rows])
+        conn.execute(
+            _PG_ADD, [{"id": pid, "key": key, "vector": terms} for pid, key, terms in rows]
+        )
 
 
 def remove_from_index(conn: Connection, rows: Sequence[IndexRow]) -> None:

@@ -103,7 +103,9 @@ class _Parser:
         node = self.or_expr()
         tok = self.peek()
         if tok is not None:
-            raise QueryError(f"Unexpected {tok.text!r} at position {tok.pos}: expected a term or the end.")
+            raise QueryError(
+                f"Unexpected {tok.text!r} at position {tok.pos}: expected a term or the end."
+            )
         return node
 
     def or_expr(self) -> Node:
@@ -124,7 +126,9 @@ class _Parser:
     def unary(self) -> Node:
         tok = self.peek()
         if tok is None:
-            raise QueryError(f"The query ends too early at position {len(self.query) + 1}: expected a term.")
+            raise QueryError(
+                f"The query ends too early at position {len(self.query) + 1}: expected a term."
+            )
         if tok.kind == "NOT":
             self.take()
             return Not(self.unary())
@@ -141,12 +145,16 @@ class _Parser:
             node = self.or_expr()
             close = self.peek()
             if close is None or close.kind != "RP":
-                raise QueryError(f"Parenthesis opened at position {tok.pos} is not closed: add ')'.")
+                raise QueryError(
+                    f"Parenthesis opened at position {tok.pos} is not closed: add ')'."
+                )
             self.take()
             return node
         if tok.kind in ("TERM", "PHRASE"):
             if not tok.text.strip():
-                raise QueryError(f"Empty phrase at position {tok.pos}: put words between the quotes.")
+                raise QueryError(
+                    f"Empty phrase at position {tok.pos}: put words between the quotes."
+                )
             self.terms += 1
             if self.terms > MAX_TERMS:
                 raise QueryError(f"Too many terms (more than {MAX_TERMS}): split the query.")
@@ -157,5 +165,7 @@ class _Parser:
 def parse_query(query: str) -> Node:
     """Parse a search query into a tree; raises QueryError with a message for a person."""
     if len(query) > MAX_QUERY_CHARS:
-        raise QueryError(f"The query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}.")
+        raise QueryError(
+            f"The query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}."
+        )
     return _Parser(query).parse()

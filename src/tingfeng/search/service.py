@@ -141,6 +141,24 @@ class SearchFilters:
     until: datetime | None = None
     source_ids: list[int] = field(default_factory=list)
     langs: list[str] = field(default_factory=list)
+    # Filters on readings (tingfeng.analyze.reading): any of the values given matches.
+    polarities: list[str] = field(default_factory=list)
+    emotions: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    regions: list[str] = field(
+        default_factory=list
+    )  # division codes; a province covers its counties
+    needs_verification: bool | None = None
+
+    @property
+    def on_readings(self) -> bool:
+        return bool(
+            self.polarities
+            or self.emotions
+            or self.categories
+            or self.regions
+            or self.needs_verification is not None
+        )
 
 
 @dataclass
@@ -167,7 +185,9 @@ def _whole_second(value: datetime) -> datetime:
     return value.replace(microsecond=0)
 
 
-def _where(conn: Connection, cq: CompiledQuery, filters: SearchFilters) -> tuple[str, str, dict[str, Any], bool]:
+def _where(
+    conn: Connection, cq: CompiledQuery, filters: SearchFilters
+) -> tuple[str, str, dict[str, Any], bool]:
     """FROM and WHERE for a query; the flag says whether the index alone can answer it."""
     dialect = conn.dialect.name
     params: dict[str, Any] = {}
@@ -189,7 +209,12 @@ def _where(conn: Connection, cq: CompiledQuery, filters: SearchFilters) -> tuple
     if filters.until is not None:
         conds.append(f"{key} < :khi")
         params["khi"] = key_at(_whole_second(filters.until))
-    index_only = cq.check_tree is None and not filters.source_ids and not filters.langs
+    index_only = (
+        cq.check_tree is None
+        and not filters.source_ids
+        and not filters.langs
+        and not filters.on_readings
+    )
     if cq.check_tree is not None:
         conds.append(_check_sql(cq.check_tree, dialect, params))
     if filters.source_ids:
@@ -204,7 +229,45 @@ def _where(conn: Connection, cq: CompiledQuery, filters: SearchFilters) -> tuple
             params[f"l{i}"] = lang
             names.append(f":l{i}")
         conds.append(f"p.lang IN ({', '.join(names)})")
+    conds += reading_conditions(filters, params)
     return frm, " AND ".join(conds), params, index_only
+
+
+def _in_list(prefix: str, values: list[Any], params: dict[str, Any]) -> str:
+    names = []
+    for i, value in enumerate(values):
+        params[f"{prefix}{i}"] = value
+        names.append(f":{prefix}{i}")
+    return ", ".join(names)
+
+
+def reading_conditions(
+    filters: SearchFilters, params: dict[str, Any], post: str = "p.id"
+) -> list[str]:
+    """SQL conditions for the reading filters, on a query whose post id is `post`."""
+    conds = []
+    checks = []
+    if filters.polarities:
+        checks.append(f"r.polarity IN ({_in_list('rp', filters.polarities, params)})")
+    if filters.emotions:
+        checks.append(f"r.emotion IN ({_in_list('re', filters.emotions, params)})")
+    if filters.needs_verification is not None:
+        params["rv"] = filters.needs_verification
+        checks.append("r.needs_verification = :rv")
+    if checks:
+        conds.append(
+            f"EXISTS (SELECT 1 FROM readings r WHERE r.post_id = {post} AND {' AND '.join(checks)})"
+        )
+    for kind, values, prefix in (
+        ("category", filters.categories, "lc"),
+        ("region", filters.regions, "lr"),
+    ):
+        if values:
+            conds.append(
+                f"{post} IN (SELECT post_id FROM post_labels WHERE kind = '{kind}' "
+                f"AND value IN ({_in_list(prefix, values, params)}))"
+            )
+    return conds
 
 
 def _db_time(conn: Connection, value: datetime) -> datetime:
@@ -248,8 +311,10 @@ def search(
     sqlite = conn.dialect.name == "sqlite"
     key = "post_fts.rowid" if sqlite else "s.sort_key"
     if sort == "relevance":
-        order = "post_fts.rank, post_fts.rowid DESC" if sqlite else (
-            "ts_rank(s.vector, CAST(:m AS tsquery)) DESC, s.sort_key DESC"
+        order = (
+            "post_fts.rank, post_fts.rowid DESC"
+            if sqlite
+            else ("ts_rank(s.vector, CAST(:m AS tsquery)) DESC, s.sort_key DESC")
         )
     else:
         # The index key orders by publication time: the index returns matches in this order,
@@ -278,7 +343,9 @@ def search(
                     _as_datetime(row.published_at), conn.dialect
                 ),
                 dup_group=row.dup_group,
-                snippet_html=highlight(row.text_clean or "", row.text_norm or "", cq.highlight_terms),
+                snippet_html=highlight(
+                    row.text_clean or "", row.text_norm or "", cq.highlight_terms
+                ),
             )
         )
     return SearchPage(hits=hits, query=query, sort=sort)
@@ -308,7 +375,7 @@ def highlight(clean: str, norm: str, terms: tuple[str, ...], width: int = 80) ->
             spans.append((start, start + len(term)))
             start = basis.find(term, start + len(term))
     if not spans:
-        return html.escape(shown[:width * 2])
+        return html.escape(shown[: width * 2])
     spans.sort()
     first = spans[0][0]
     lo = max(0, first - width // 2)
@@ -319,7 +386,7 @@ def highlight(clean: str, norm: str, terms: tuple[str, ...], width: int = 80) ->
         if s < cursor or s >= hi:
             continue
         out.append(html.escape(shown[cursor:s]))
-        out.append("<mark>" + html.escape(shown[s:min(e, hi)]) + "</mark>")
+        out.append("<mark>" + html.escape(shown[s : min(e, hi)]) + "</mark>")
         cursor = min(e, hi)
     out.append(html.escape(shown[cursor:hi]))
     if hi < len(shown):

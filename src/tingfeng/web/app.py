@@ -23,6 +23,7 @@ from tingfeng.collect.errors import CollectError
 from tingfeng.collect.health import health_report
 from tingfeng.collect.sources import SourceNotFound, find_source, list_sources, verify_push_token
 from tingfeng.db.models import Post, Source
+from tingfeng.ingest.readings import readings_of
 from tingfeng.search.query import QueryError
 from tingfeng.search.service import SearchFilters, count, search
 from tingfeng.settings import Settings
@@ -32,8 +33,12 @@ TEMPLATES = Path(__file__).with_name("templates")
 MAX_PUSH_BYTES = 5 * 1024 * 1024
 
 STATUS_LABELS = {
-    "healthy": "正常", "failing": "故障", "stale": "停滞", "never": "未运行",
-    "disabled": "已停用", "passive": "被动接收",
+    "healthy": "正常",
+    "failing": "故障",
+    "stale": "停滞",
+    "never": "未运行",
+    "disabled": "已停用",
+    "passive": "被动接收",
 }
 
 
@@ -68,14 +73,36 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise HTTPException(422, f"{name} 不是有效的时间 (is not a date/time): use ISO 8601, e.g. 2024-03-05") from exc
+        raise HTTPException(
+            422, f"{name} 不是有效的时间 (is not a date/time): use ISO 8601, e.g. 2024-03-05"
+        ) from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runtime | None = None) -> FastAPI:
+def _region_code(value: str) -> str:
+    """A region filter given as a code or a name (杭州, 浙江省杭州市) → its division code."""
+    if value.isdigit():
+        return value[:6]
+    from tingfeng.analyze.regions import resolve_region
+
+    division = resolve_region(value)
+    if division is None:
+        raise HTTPException(
+            422, f"unknown or ambiguous region {value!r}: give a division code or a fuller name"
+        )
+    return division.code
+
+
+def create_app(
+    settings: Settings, *, queue: Queue | None = None, runtime: Runtime | None = None
+) -> FastAPI:
     rt = runtime or (queue.runtime if queue else Runtime(settings))
-    app = FastAPI(title="Tingfeng 听风", version=__version__, docs_url="/api/docs",
-                  openapi_url="/api/openapi.json")
+    app = FastAPI(
+        title="Tingfeng 听风",
+        version=__version__,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+    )
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.filters["status_label"] = lambda s: STATUS_LABELS.get(s, s)
     templates.env.filters["safe_url"] = safe_url
@@ -91,7 +118,9 @@ def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runti
         return {"status": "ok", "version": __version__}
 
     @app.get("/api/v1/posts")
-    def posts(after_id: int = 0, limit: int = Query(50, ge=1, le=500), source_id: int | None = None) -> dict[str, Any]:
+    def posts(
+        after_id: int = 0, limit: int = Query(50, ge=1, le=500), source_id: int | None = None
+    ) -> dict[str, Any]:
         """Newest posts, or the posts collected after `after_id` (for live updates)."""
         q = select(Post).order_by(Post.id.desc()).limit(limit)
         if after_id:
@@ -115,10 +144,24 @@ def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runti
         until: str | None = None,
         source_id: list[int] = Query(default=[]),
         lang: list[str] = Query(default=[]),
+        polarity: list[str] = Query(default=[]),
+        emotion: list[str] = Query(default=[]),
+        category: list[str] = Query(default=[]),
+        region: list[str] = Query(default=[]),
+        needs_verification: bool | None = None,
         count_only: bool = False,
     ) -> dict[str, Any]:
-        filters = SearchFilters(since=_parse_time(since, "since"), until=_parse_time(until, "until"),
-                                source_ids=source_id, langs=lang)
+        filters = SearchFilters(
+            since=_parse_time(since, "since"),
+            until=_parse_time(until, "until"),
+            source_ids=source_id,
+            langs=lang,
+            polarities=polarity,
+            emotions=emotion,
+            categories=category,
+            regions=[_region_code(r) for r in region],
+            needs_verification=needs_verification,
+        )
         with rt.engine.connect() as conn:
             try:
                 if count_only:
@@ -126,15 +169,36 @@ def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runti
                 page = search(conn, q, filters, sort=sort, limit=limit, offset=offset)
             except QueryError as exc:
                 raise HTTPException(422, str(exc)) from exc
+            readings = readings_of(conn, [h.id for h in page.hits])
         return {
             "query": q,
             "hits": [
-                {"id": h.id, "source_id": h.source_id, "title": h.title, "url": h.url, "author": h.author,
-                 "lang": h.lang, "published_at": h.published_at.isoformat() if h.published_at else None,
-                 "dup_group": h.dup_group, "snippet_html": h.snippet_html}
+                {
+                    "id": h.id,
+                    "source_id": h.source_id,
+                    "title": h.title,
+                    "url": h.url,
+                    "author": h.author,
+                    "lang": h.lang,
+                    "published_at": h.published_at.isoformat() if h.published_at else None,
+                    "dup_group": h.dup_group,
+                    "snippet_html": h.snippet_html,
+                    "reading": readings.get(h.id),
+                }
                 for h in page.hits
             ],
         }
+
+    @app.get("/api/v1/posts/{post_id}/reading")
+    def post_reading(post_id: int) -> dict[str, Any]:
+        """What the analysis stages read in one post."""
+        with rt.engine.connect() as conn:
+            reading = readings_of(conn, [post_id]).get(post_id)
+        if reading is None:
+            raise HTTPException(
+                404, f"post {post_id} has no reading (not stored, or not analysed yet)"
+            )
+        return reading
 
     @app.get("/api/v1/sources")
     def sources() -> dict[str, Any]:
@@ -143,7 +207,9 @@ def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runti
         return {"sources": [h.as_dict() for h in report]}
 
     @app.post("/api/v1/sources/{source_id}/posts")
-    async def push(source_id: int, request: Request, authorization: str = Header("")) -> dict[str, Any]:
+    async def push(
+        source_id: int, request: Request, authorization: str = Header("")
+    ) -> dict[str, Any]:
         """Push posts to a push source: `Authorization: Bearer <token>`, JSON body."""
         from tingfeng.collect.connectors.push import parse_push_payload
         from tingfeng.collect.runner import record_push
@@ -159,7 +225,10 @@ def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runti
             raise HTTPException(401, "Missing or wrong push token for this source.")
         body = await request.body()
         if len(body) > MAX_PUSH_BYTES:
-            raise HTTPException(413, f"The body is larger than {MAX_PUSH_BYTES // 1024 // 1024} MB: send fewer posts per request.")
+            raise HTTPException(
+                413,
+                f"The body is larger than {MAX_PUSH_BYTES // 1024 // 1024} MB: send fewer posts per request.",
+            )
         import json
 
         try:
@@ -168,14 +237,20 @@ def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runti
             raise HTTPException(400, f"The body is not valid JSON: {exc}") from exc
         defaults = source.config or {}
         try:
-            items = parse_push_payload(payload, platform=defaults.get("platform"), kind=defaults.get("kind"))
+            items = parse_push_payload(
+                payload, platform=defaults.get("platform"), kind=defaults.get("kind")
+            )
         except CollectError as exc:
             raise HTTPException(422, exc.message) from exc
         started = datetime.now(UTC)
         from starlette.concurrency import run_in_threadpool
 
-        stats = await run_in_threadpool(rt.ingestor.ingest, SourceRef(source.id, source.timezone), items)
-        await run_in_threadpool(record_push, rt.engine, source.id, stats, started, datetime.now(UTC))
+        stats = await run_in_threadpool(
+            rt.ingestor.ingest, SourceRef(source.id, source.timezone, source.region), items
+        )
+        await run_in_threadpool(
+            record_push, rt.engine, source.id, stats, started, datetime.now(UTC)
+        )
         return stats.summary() | {"rejected": stats.error_samples}
 
     @app.post("/api/v1/leads")
@@ -188,16 +263,25 @@ def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runti
         try:
             data = await request.json()
         except Exception as exc:
-            raise HTTPException(400, "The body must be JSON: {\"url\": ..., \"submitted_by\": ...}") from exc
+            raise HTTPException(
+                400, 'The body must be JSON: {"url": ..., "submitted_by": ...}'
+            ) from exc
         if not isinstance(data, dict) or not (data.get("url") or data.get("text")):
-            raise HTTPException(422, "Give a \"url\" or a \"text\".")
+            raise HTTPException(422, 'Give a "url" or a "text".')
         if not str(data.get("submitted_by") or "").strip():
-            raise HTTPException(422, "Say who submits the lead in \"submitted_by\".")
+            raise HTTPException(422, 'Say who submits the lead in "submitted_by".')
         try:
             post_id, new = await run_in_threadpool(
-                lambda: submit_lead(settings, rt.engine, url=data.get("url"), text=data.get("text"),
-                                    submitted_by=str(data["submitted_by"]), note=data.get("note"),
-                                    fetcher=rt.fetcher, ingestor=rt.ingestor)
+                lambda: submit_lead(
+                    settings,
+                    rt.engine,
+                    url=data.get("url"),
+                    text=data.get("text"),
+                    submitted_by=str(data["submitted_by"]),
+                    note=data.get("note"),
+                    fetcher=rt.fetcher,
+                    ingestor=rt.ingestor,
+                )
             )
         except CollectError as exc:
             raise HTTPException(422, exc.message) from exc
@@ -207,10 +291,14 @@ def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runti
     def live(request: Request) -> HTMLResponse:
         with rt.engine.connect() as conn:
             report = health_report(conn, list_sources(conn), datetime.now(UTC))
-        return templates.TemplateResponse(request, "live.html", {"sources": report, "version": __version__})
+        return templates.TemplateResponse(
+            request, "live.html", {"sources": report, "version": __version__}
+        )
 
     @app.get("/search", response_class=HTMLResponse)
-    def search_page(request: Request, q: str = "", sort: str = "newest", page: int = Query(1, ge=1)) -> HTMLResponse:
+    def search_page(
+        request: Request, q: str = "", sort: str = "newest", page: int = Query(1, ge=1)
+    ) -> HTMLResponse:
         hits: list[Any] = []
         error = None
         total = None
@@ -229,9 +317,17 @@ def create_app(settings: Settings, *, queue: Queue | None = None, runtime: Runti
             for h in hits
         ]
         return templates.TemplateResponse(
-            request, "search.html",
-            {"q": q, "rows": rows, "error": error, "total": total, "page": page, "sort": sort,
-             "escape": html.escape},
+            request,
+            "search.html",
+            {
+                "q": q,
+                "rows": rows,
+                "error": error,
+                "total": total,
+                "page": page,
+                "sort": sort,
+                "escape": html.escape,
+            },
         )
 
     return app

@@ -1,0 +1,38 @@
+"""The credibility flag: "needs verification" for posts that read like unverified claims.
+
+Trained on the CED Weibo rumour data (source posts of reported rumours against others, split
+by cascade). The flag asks the office to check the facts and publish them; it is a prompt for
+people, never a reason to remove or hide anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tingfeng.analyze.features import Features
+from tingfeng.analyze.linear_model import LinearTextModel
+
+__all__ = ["Credibility", "CredibilityReader"]
+
+
+@dataclass(slots=True, frozen=True)
+class Credibility:
+    needs_verification: bool | None  # None: not assessed (not Chinese, or no text)
+    score: float | None  # probability that the post is an unverified claim
+
+
+UNASSESSED = Credibility(None, None)
+
+
+class CredibilityReader:
+    def __init__(self, model: LinearTextModel, threshold: float = 0.5) -> None:
+        self.model = model
+        self.threshold = threshold
+        self.column = model.labels.index("needs_verification")
+
+    def read(self, texts: Sequence[str], features: Features | None = None) -> list[Credibility]:
+        if not texts:
+            return []
+        probs = self.model.predict_proba(texts, features)[:, self.column]
+        return [Credibility(bool(p >= self.threshold), round(float(p), 4)) for p in probs.tolist()]

@@ -1,0 +1,125 @@
+"""Polarity: positive / neutral / negative with a score in [-1, 1] (P(positive) − P(negative)).
+
+Chinese posts go to a three-class model trained on reviews and Weibo posts; English posts to
+a two-class model whose "neutral" is a band of low confidence around 0.5 (tuned on dev data:
+the English training set has no neutral class). Any classifier with the labels negative /
+(neutral) / positive can replace either (`TextClassifier`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tingfeng.analyze.features import Features
+from tingfeng.analyze.linear_model import LinearTextModel
+from tingfeng.analyze.local_model import ModelLoadError, TextClassifier
+
+__all__ = ["UNKNOWN", "Polarity", "PolarityReader", "has_letters", "script_of"]
+
+UNKNOWN = "unknown"
+LABELS = ("negative", "neutral", "positive")
+
+
+@dataclass(slots=True, frozen=True)
+class Polarity:
+    label: str  # negative / neutral / positive / unknown
+    score: float | None  # P(positive) − P(negative); None when unknown
+    negative: float | None = None
+    positive: float | None = None
+
+
+UNKNOWN_POLARITY = Polarity(UNKNOWN, None)
+
+
+def has_letters(text: str) -> bool:
+    return any(ch.isalpha() for ch in text)
+
+
+def script_of(text: str, lang: str | None) -> str | None:
+    """ "zh", "en" or None: which model can read this text."""
+    if lang in ("zh", "en"):
+        return lang
+    if any("\u4e00" <= ch <= "\u9fff" for ch in text):
+        return "zh"
+    if any("a" <= ch <= "z" for ch in text.lower()):
+        return "en"
+    return None
+
+
+def _three_way(model: TextClassifier) -> list[int | None]:
+    labels = list(model.labels)
+    unknown = set(labels) - set(LABELS)
+    if unknown or "negative" not in labels or "positive" not in labels:
+        raise ModelLoadError(
+            f"a polarity model needs the labels negative, positive (and optionally neutral); "
+            f"this one has {labels}. Give a label map in the configuration."
+        )
+    return [labels.index(name) if name in labels else None for name in LABELS]
+
+
+class PolarityReader:
+    """Reads batches of normalised texts; thread-safe (the models are read-only)."""
+
+    def __init__(
+        self, zh: TextClassifier, en: TextClassifier | None, neutral_band: float | None = None
+    ) -> None:
+        self.models = {"zh": zh, "en": en}
+        self.columns = {lang: _three_way(m) for lang, m in self.models.items() if m is not None}
+        if neutral_band is None and isinstance(en, LinearTextModel):
+            neutral_band = float(en.meta.get("neutral_band", 0.0))
+        self.neutral_band = neutral_band or 0.0
+
+    def probabilities(
+        self, texts: Sequence[str], lang: str, features: Features | None = None
+    ) -> np.ndarray:
+        """(n, 3) probabilities of negative, neutral, positive."""
+        model = self.models[lang]
+        assert model is not None
+        if isinstance(model, LinearTextModel):
+            raw = model.predict_proba(texts, features)
+        else:
+            raw = model.predict_proba(texts)
+        out = np.zeros((len(texts), 3), dtype=np.float64)
+        for k, column in enumerate(self.columns[lang]):
+            if column is not None:
+                out[:, k] = raw[:, column]
+        return out
+
+    def label(self, probs: np.ndarray, lang: str) -> list[Polarity]:
+        two_way = self.columns[lang][1] is None
+        result = []
+        for neg, neu, pos in probs.tolist():
+            if two_way:
+                share = pos / (pos + neg) if pos + neg > 0 else 0.5
+                if share >= 0.5 + self.neutral_band:
+                    name = "positive"
+                elif share <= 0.5 - self.neutral_band:
+                    name = "negative"
+                else:
+                    name = "neutral"
+            else:
+                name = LABELS[int(np.argmax((neg, neu, pos)))]
+            result.append(Polarity(name, round(pos - neg, 4), round(neg, 4), round(pos, 4)))
+        return result
+
+    def read(
+        self,
+        texts: Sequence[str],
+        langs: Sequence[str | None],
+        features: dict[str, Features] | None = None,
+    ) -> list[Polarity]:
+        """A reading per text; `unknown` for texts no model can read (empty, no letters, no model)."""
+        out: list[Polarity] = [UNKNOWN_POLARITY] * len(texts)
+        groups: dict[str, list[int]] = {}
+        for i, (text, lang) in enumerate(zip(texts, langs, strict=True)):
+            script = script_of(text, lang) if text.strip() else None
+            if script is not None and self.models.get(script) is not None:
+                groups.setdefault(script, []).append(i)
+        for lang, idx in groups.items():
+            probs = self.probabilities([texts[i] for i in idx], lang, (features or {}).get(lang))
+            for i, polarity in zip(idx, self.label(probs, lang), strict=True):
+                out[i] = polarity
+        return out

@@ -1,0 +1,232 @@
+"""研判 of one post: every analysis stage together, in batches, never stopping on bad input.
+
+A `Reading` holds polarity, emotion, keywords, entities, regions, categories and the
+credibility flag. `Reader.read_batch` computes them for many posts at once (the character
+features are computed once and shared by the three Chinese models), and a stage that fails on
+one odd post leaves that part of its reading empty and says so in `problems`; it never raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tingfeng.analyze.builtin_models import MODEL_DIR, builtin_model, load_classifier
+from tingfeng.analyze.categories import CategoryMatcher, Taxonomy
+from tingfeng.analyze.credibility import UNASSESSED, Credibility, CredibilityReader
+from tingfeng.analyze.emotion import UNKNOWN_EMOTION, Emotion, EmotionReader
+from tingfeng.analyze.entities import extract_entities
+from tingfeng.analyze.features import Features
+from tingfeng.analyze.keywords import KeywordExtractor, load_default_idf
+from tingfeng.analyze.linear_model import LinearTextModel
+from tingfeng.analyze.polarity import UNKNOWN_POLARITY, Polarity, PolarityReader, script_of
+from tingfeng.analyze.regions import RegionFinder, default_finder
+from tingfeng.analyze.segment import Segmenter
+
+__all__ = ["Reader", "Reading", "default_readers"]
+
+log = logging.getLogger(__name__)
+
+# Analyses read the start of very long posts: what a 100 KB post is about shows in its first
+# pages, and the cost of a reading stays bounded.
+MAX_READ_CHARS = 20_000
+
+
+@dataclass(slots=True)
+class Reading:
+    polarity: Polarity = UNKNOWN_POLARITY
+    emotion: Emotion = UNKNOWN_EMOTION
+    credibility: Credibility = UNASSESSED
+    keywords: list[tuple[str, float]] = field(default_factory=list)
+    entities: dict[str, Any] = field(default_factory=dict)
+    regions: list[dict[str, Any]] = field(default_factory=list)
+    categories: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_row(self) -> dict[str, Any]:
+        """Column values of the `readings` table (without post id and version)."""
+        return {
+            "polarity": self.polarity.label,
+            "polarity_score": self.polarity.score,
+            "emotion": self.emotion.label,
+            "emotion_score": self.emotion.score,
+            "needs_verification": self.credibility.needs_verification,
+            "credibility_score": self.credibility.score,
+            "keywords": [[w, round(float(s), 4)] for w, s in self.keywords],
+            "entities": self.entities,
+            "regions": self.regions,
+            "categories": self.categories,
+            "problems": self.problems or None,
+        }
+
+    def labels(self) -> list[tuple[str, str]]:
+        """(kind, value) pairs to filter on: each category and each region with its ancestors."""
+        out = [("category", c["slug"]) for c in self.categories]
+        codes: dict[str, None] = {}
+        for region in self.regions:
+            for code in [*region.get("path_codes", ()), region["code"]]:
+                codes[code] = None
+        out += [("region", code) for code in codes]
+        return out
+
+
+def default_readers(
+    model_dir: Path | None = None,
+) -> tuple[PolarityReader, EmotionReader, CredibilityReader]:
+    """The built-in polarity, emotion and credibility readers."""
+    d = model_dir or MODEL_DIR
+    polarity = PolarityReader(builtin_model("polarity-zh", d), builtin_model("polarity-en", d))
+    return (
+        polarity,
+        EmotionReader(builtin_model("emotion-zh", d)),
+        CredibilityReader(builtin_model("credibility-zh", d)),
+    )
+
+
+class Reader:
+    """All analysis stages; build once per process (loading takes about a second)."""
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        *,
+        polarity: PolarityReader | None = None,
+        emotion: EmotionReader | None = None,
+        credibility: CredibilityReader | None = None,
+        taxonomy: Taxonomy | None = None,
+        regions: RegionFinder | None = None,
+        keyword_count: int = 8,
+    ) -> None:
+        default_polarity, default_emotion, default_credibility = default_readers()
+        self.segmenter = segmenter
+        self.polarity = polarity or default_polarity
+        self.emotion = emotion or default_emotion
+        self.credibility = credibility or default_credibility
+        self.categories = CategoryMatcher(taxonomy or Taxonomy.default())
+        self.regions = regions or default_finder()
+        self.keywords = KeywordExtractor(load_default_idf(), segmenter)
+        self.keyword_count = keyword_count
+        self._version_base = self._model_fingerprint()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Any, segmenter: Segmenter, taxonomy: Taxonomy | None = None
+    ) -> Reader:
+        """Readers with any stronger local models the configuration names."""
+        zh, en, emo = (
+            builtin_model("polarity-zh"),
+            builtin_model("polarity-en"),
+            builtin_model("emotion-zh"),
+        )
+        if settings.polarity_model_zh:
+            zh = load_classifier(settings.polarity_model_zh, settings.model_label_map or None)
+        if settings.polarity_model_en:
+            en = load_classifier(settings.polarity_model_en, settings.model_label_map or None)
+        if settings.emotion_model:
+            emo = load_classifier(settings.emotion_model, settings.model_label_map or None)
+        return cls(
+            segmenter,
+            polarity=PolarityReader(zh, en),
+            emotion=EmotionReader(emo),
+            credibility=CredibilityReader(
+                builtin_model("credibility-zh"), settings.credibility_threshold
+            ),
+            taxonomy=taxonomy,
+        )
+
+    def _model_fingerprint(self) -> str:
+        parts = []
+        for model in (*self.polarity.models.values(), self.emotion.model, self.credibility.model):
+            if isinstance(model, LinearTextModel):
+                parts.append(f"{model.name}:{model.meta.get('seed')}:{float(model.bias.sum()):.6f}")
+            else:
+                parts.append(repr(model))
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+    @property
+    def version(self) -> str:
+        """Changes when a model or the taxonomy changes: what `reanalyze` compares."""
+        return f"{self._version_base}-{self.categories.version}"
+
+    def set_taxonomy(self, taxonomy: Taxonomy) -> None:
+        self.categories = CategoryMatcher(taxonomy)
+
+    def read(self, text: str, lang: str | None = None, source_region: str | None = None) -> Reading:
+        return self.read_batch([text], [lang], [source_region])[0]
+
+    def read_batch(
+        self,
+        texts: Sequence[str],
+        langs: Sequence[str | None],
+        source_regions: Sequence[str | None] | None = None,
+    ) -> list[Reading]:
+        """Readings of normalised texts (title and body joined), in order."""
+        texts = [(t or "")[:MAX_READ_CHARS] for t in texts]
+        regions = source_regions or [None] * len(texts)
+        readings = [Reading() for _ in texts]
+        scripts = [
+            script_of(t, lang) if t.strip() else None for t, lang in zip(texts, langs, strict=True)
+        ]
+        self._models(texts, scripts, readings)
+        for text, region, reading in zip(texts, regions, readings, strict=True):
+            self._text_stages(text, region, reading)
+        return readings
+
+    def _models(self, texts: list[str], scripts: list[str | None], readings: list[Reading]) -> None:
+        zh = [i for i, s in enumerate(scripts) if s == "zh"]
+        en = [i for i, s in enumerate(scripts) if s == "en"]
+        try:
+            if zh:
+                zh_texts = [texts[i] for i in zh]
+                # The built-in Chinese models read the same features: computed once for all.
+                cache: dict[tuple, Features] = {}
+
+                def feats(model: object) -> Features | None:
+                    if not isinstance(model, LinearTextModel):
+                        return None
+                    if model.feature_key not in cache:
+                        cache[model.feature_key] = model.features(zh_texts)
+                    return cache[model.feature_key]
+
+                pol = self.polarity.label(
+                    self.polarity.probabilities(zh_texts, "zh", feats(self.polarity.models["zh"])),
+                    "zh",
+                )
+                emo = self.emotion.read(zh_texts, feats(self.emotion.model))
+                cred = self.credibility.read(zh_texts, feats(self.credibility.model))
+                for k, i in enumerate(zh):
+                    readings[i].polarity, readings[i].emotion, readings[i].credibility = (
+                        pol[k],
+                        emo[k],
+                        cred[k],
+                    )
+            if en and self.polarity.models.get("en") is not None:
+                en_texts = [texts[i] for i in en]
+                pol = self.polarity.label(self.polarity.probabilities(en_texts, "en"), "en")
+                for k, i in enumerate(en):
+                    readings[i].polarity = pol[k]
+        except Exception as exc:  # a broken local model must not stop ingest
+            log.exception("polarity/emotion models failed on a batch")
+            for reading in readings:
+                reading.problems.append(f"models: {exc.__class__.__name__}: {exc}")
+
+    def _text_stages(self, text: str, source_region: str | None, reading: Reading) -> None:
+        stages = (
+            (
+                "keywords",
+                lambda: [(k.word, k.weight) for k in self.keywords.tfidf(text, self.keyword_count)],
+            ),
+            ("entities", lambda: extract_entities(text, self.segmenter).to_dict()),
+            ("regions", lambda: [m.to_dict() for m in self.regions.find(text, source_region)]),
+            ("categories", lambda: [m.to_dict() for m in self.categories.classify(text)]),
+        )
+        for name, stage in stages:
+            try:
+                setattr(reading, name, stage())
+            except Exception as exc:  # one odd post loses one stage, not the post
+                log.exception("analysis stage %s failed", name)
+                reading.problems.append(f"{name}: {exc.__class__.__name__}: {exc}")

@@ -1,0 +1,1 @@
+"""Training and evaluation of the built-in models from the labelled data in `../shared/data`."""
