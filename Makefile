@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PY_SOURCES := src tests bench scripts
 PYTEST_ARGS ?=
 
-.PHONY: all install install-system install-python test lint format demo run bench clean
+.PHONY: all install install-system install-python test lint format demo run bench clean train
 
 all: lint test  ## bare `make`: lint, then the whole test suite
 
@@ -40,6 +40,9 @@ run: install-python
 
 bench: install
 	$(BIN)/python -m bench
+
+train: install-python  ## retrain the built-in models from ../shared/data and rewrite the model card
+	$(BIN)/tingfeng train
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache src/*.egg-info

@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m bench` (or `make bench`).
+"""Benchmarks: `python -m bench [ingest|analysis]` (or `make bench`); no argument runs all.
 
 1. Ingest: the CED cascades (1.27 M reposts) end to end into a fresh SQLite database, with
    posts/s, peak RSS and time per stage; the baseline in the same run is a bare `executemany`
@@ -6,6 +6,9 @@
 2. Search: p50/p95 latency of 2-character, 4-character and multi-term queries (first page and
    count), each against a brute-force substring scan of the same posts in the same run, with
    recall against that scan (must be 100%).
+3. Analysis (`bench/analysis.py`): every test split scored with the shipped models, CED
+   credibility 5-fold by cascade, posts/s per core of polarity and of all analyses (with the
+   split by stage), and snownlp on the same rows and posts in the same run.
 
 Prints a table, writes JSON to bench/results/, records the machine.
 """
@@ -28,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CED = ROOT.parent / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_CED = DEFAULT_DATA / "rumor" / "ced" / "cascades.jsonl.gz"
 FLOORS = {"posts_per_s": 5000.0, "search_p95_ms": 50.0, "recall": 1.0}
 
 
@@ -50,8 +54,9 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
         "sqlite": sqlite3.sqlite_version,
-        "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip(),
+        "git": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
     }
 
 
@@ -134,7 +139,8 @@ def bench_search(db_url: str, rng: random.Random) -> dict[str, Any]:
                 terms = q.split()
                 t0 = time.perf_counter()
                 brute = {
-                    pid for pid, t, ti in zip(ids, texts, titles, strict=True)
+                    pid
+                    for pid, t, ti in zip(ids, texts, titles, strict=True)
                     if all(term in t or term in ti for term in terms)
                 }
                 brute_ms.append((time.perf_counter() - t0) * 1000)
@@ -142,7 +148,9 @@ def bench_search(db_url: str, rng: random.Random) -> dict[str, Any]:
                 expected += len(brute)
                 found += len(brute & got)
                 if n != len(brute):
-                    print(f"  count mismatch for {q!r}: index {n}, scan {len(brute)}", file=sys.stderr)
+                    print(
+                        f"  count mismatch for {q!r}: index {n}, scan {len(brute)}", file=sys.stderr
+                    )
         out[family] = {
             "queries": len(queries),
             "page_p50_ms": round(statistics.median(page_ms), 2),
@@ -150,7 +158,9 @@ def bench_search(db_url: str, rng: random.Random) -> dict[str, Any]:
             "count_p50_ms": round(statistics.median(count_ms), 2),
             "count_p95_ms": round(_p95(count_ms), 2),
             "brute_p50_ms": round(statistics.median(brute_ms), 2),
-            "speedup_vs_scan": round(statistics.median(brute_ms) / max(statistics.median(page_ms), 1e-6), 1),
+            "speedup_vs_scan": round(
+                statistics.median(brute_ms) / max(statistics.median(page_ms), 1e-6), 1
+            ),
             "recall": round(found / expected, 6) if expected else 1.0,
             "matches": expected,
         }
@@ -164,14 +174,51 @@ def _p95(values: list[float]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "what",
+        nargs="?",
+        choices=("all", "ingest", "analysis"),
+        default="all",
+        help="ingest (with search, which reads the ingested database), analysis, or all (default)",
+    )
     parser.add_argument("--ced", type=Path, default=DEFAULT_CED, help="CED cascades file")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data directory")
     parser.add_argument("--limit", type=int, default=None, help="ingest at most N items")
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="analysis: score snownlp on 300 rows a set and 500 posts (about 2 min less)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if not args.ced.exists():
         print(f"error: {args.ced} not found (pass --ced FILE)", file=sys.stderr)
         return 2
+    if args.what in ("all", "ingest"):
+        _run_ingest_and_search(args)
+    if args.what in ("all", "analysis"):
+        if not (args.data / "sentiment").is_dir():
+            print(f"error: {args.data} has no sentiment/ (pass --data DIR)", file=sys.stderr)
+            return 2
+        from bench import analysis
+
+        result = {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            **analysis.run(args.data, args.ced, quick=args.quick),
+        }
+        m = result["machine"]
+        print(
+            f"\nmachine: {m['cpu']} · {m['cores']} cores · {m['memory_gb']} GB · "
+            f"Python {m['python']} · {m['git']}"
+        )
+        analysis.print_table(result)
+        _write(args.out, "analysis", result, latest=False)
+    return 0
+
+
+def _run_ingest_and_search(args: argparse.Namespace) -> None:
     rng = random.Random(20261121)
     with tempfile.TemporaryDirectory(prefix="tingfeng-bench-") as tmp:
         workdir = Path(tmp)
@@ -190,23 +237,35 @@ def main() -> int:
         "floors": FLOORS,
     }
     _print_table(result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    path.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
-    (args.out / "latest.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    _write(args.out, "bench", result, latest=True)
+
+
+def _write(out: Path, prefix: str, result: dict[str, Any], *, latest: bool) -> None:
+    """`<prefix>-<time>.json`; `latest.json` stays the ingest/search result it always was."""
+    out.mkdir(parents=True, exist_ok=True)
+    body = json.dumps(result, ensure_ascii=False, indent=2)
+    path = out / f"{prefix}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    path.write_text(body, encoding="utf-8")
+    if latest:
+        (out / "latest.json").write_text(body, encoding="utf-8")
     print(f"\nwrote {path}")
-    return 0
 
 
 def _print_table(r: dict[str, Any]) -> None:
     m, ing = r["machine"], r["ingest"]
-    print(f"\nmachine: {m['cpu']} · {m['cores']} cores · {m['memory_gb']} GB · Python {m['python']} · "
-          f"SQLite {m['sqlite']} · {m['git']}")
+    print(
+        f"\nmachine: {m['cpu']} · {m['cores']} cores · {m['memory_gb']} GB · Python {m['python']} · "
+        f"SQLite {m['sqlite']} · {m['git']}"
+    )
     print("\n| ingest | value | floor |\n|---|---:|---:|")
     print(f"| posts | {ing['posts']:,} | |")
     print(f"| posts/s end to end | {ing['posts_per_s']:,.0f} | ≥ {FLOORS['posts_per_s']:,.0f} |")
-    print(f"| bare SQLite executemany rows/s (baseline) | {r['baseline_sqlite_rows_per_s']:,.0f} | |")
-    print(f"| ratio to baseline | {ing['posts_per_s'] / max(r['baseline_sqlite_rows_per_s'], 1):.3f} | |")
+    print(
+        f"| bare SQLite executemany rows/s (baseline) | {r['baseline_sqlite_rows_per_s']:,.0f} | |"
+    )
+    print(
+        f"| ratio to baseline | {ing['posts_per_s'] / max(r['baseline_sqlite_rows_per_s'], 1):.3f} | |"
+    )
     print(f"| peak RSS MB | {ing['peak_rss_mb']} | |")
     for stage, secs in ing["stages_s"].items():
         print(f"| stage {stage} s | {secs} | |")
@@ -215,8 +274,10 @@ def _print_table(r: dict[str, Any]) -> None:
     for family, s in r["search"].items():
         if family == "posts":
             continue
-        print(f"| {family} | {s['page_p50_ms']} | {s['page_p95_ms']} | {s['count_p95_ms']} | "
-              f"{s['brute_p50_ms']} | {s['speedup_vs_scan']} | {s['recall']} |")
+        print(
+            f"| {family} | {s['page_p50_ms']} | {s['page_p95_ms']} | {s['count_p95_ms']} | "
+            f"{s['brute_p50_ms']} | {s['speedup_vs_scan']} | {s['recall']} |"
+        )
 
 
 if __name__ == "__main__":

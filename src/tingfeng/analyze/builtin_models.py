@@ -9,6 +9,7 @@ written by `LinearTextModel.save` (e.g. retrained on your own labels).
 from __future__ import annotations
 
 import threading
+import zipfile
 from pathlib import Path
 
 from tingfeng.analyze.linear_model import LinearTextModel
@@ -44,6 +45,6 @@ def load_classifier(spec: str | Path, label_map: dict[str, str] | None = None) -
             raise ModelLoadError(f"{path}: no such model file; check the configured path")
         try:
             return LinearTextModel.load(path)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise ModelLoadError(f"{path}: not a Tingfeng linear model ({exc})") from exc
     return load_text_classifier(path, label_map=label_map)

@@ -152,9 +152,10 @@ def readings_of(conn: Connection, post_ids: Sequence[int]) -> dict[int, dict[str
     """Stored readings of posts, as JSON-ready dicts by post id."""
     if not post_ids:
         return {}
+    # The table, not the mapped class: on a Connection, select(PostReading).scalars() gives ids.
     rows = conn.execute(
-        select(PostReading).where(PostReading.post_id.in_(list(post_ids)))
-    ).scalars()
+        select(PostReading.__table__).where(PostReading.post_id.in_(list(post_ids)))
+    )
     out = {}
     for r in rows:
         out[r.post_id] = {

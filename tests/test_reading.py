@@ -1,0 +1,395 @@
+"""The Reader: every analysis stage on real-looking posts, odd inputs, and configured models."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tingfeng.analyze.builtin_models import MODEL_DIR, builtin_model
+from tingfeng.analyze.categories import Taxonomy
+from tingfeng.analyze.linear_model import LinearTextModel
+from tingfeng.analyze.local_model import ModelLoadError
+from tingfeng.analyze.normalize import normalize
+from tingfeng.analyze.polarity import PolarityReader
+from tingfeng.analyze.reading import Reader, Reading
+from tingfeng.analyze.segment import Segmenter
+from tingfeng.settings import Settings
+
+COMPLAINT = "这家饭店太差劲了，服务员态度恶劣，菜又贵又难吃，再也不来了！"
+HAPPY = "今天收到录取通知书，太开心了，感谢老师和家人！"
+ANGRY = "气死我了！物业又停水三天，打电话没人接，简直欺人太甚！"
+FIRE = "浙江杭州萧山区一厂房发生火灾，消防救援人员正在现场灭火，暂无人员伤亡。"
+RUMOUR = "网传某地自来水被投毒，紧急扩散！转发告诉家人千万不要喝自来水！"
+OFFICIAL = "国家统计局发布数据显示，一季度国内生产总值同比增长5.3%。"
+ENGLISH_BAD = "The hotel was dirty and the staff were rude. Terrible experience, never again."
+ENGLISH_GOOD = "What a wonderful day, the concert was amazing and I loved every minute of it."
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    return Segmenter()
+
+
+@pytest.fixture(scope="module")
+def reader(segmenter: Segmenter) -> Reader:
+    # Loading the models takes a second or two: once for the module.
+    return Reader(segmenter)
+
+
+def read(reader: Reader, text: str, lang: str | None = None) -> Reading:
+    # Posts are read as ingest reads them: normalised first.
+    return reader.read(normalize(text), lang)
+
+
+def assert_all_unknown(reading: Reading) -> None:
+    assert reading.polarity.label == "unknown" and reading.polarity.score is None
+    assert reading.emotion.label == "unknown" and reading.emotion.score is None
+    assert reading.credibility.needs_verification is None
+    assert reading.credibility.score is None
+    assert reading.keywords == [] and reading.regions == [] and reading.categories == []
+    assert reading.problems == []
+
+
+# --- what realistic posts read as ---------------------------------------------------------------
+
+
+def test_a_complaint_reads_negative(reader: Reader) -> None:
+    reading = read(reader, COMPLAINT)
+    assert reading.polarity.label == "negative"
+    assert reading.polarity.score is not None and reading.polarity.score < -0.5
+    assert reading.polarity.negative > reading.polarity.positive  # type: ignore[operator]
+    assert reading.problems == []
+
+
+def test_a_happy_post_reads_positive_and_happy(reader: Reader) -> None:
+    reading = read(reader, HAPPY)
+    assert reading.polarity.label == "positive"
+    assert reading.polarity.score is not None and reading.polarity.score > 0.5
+    assert reading.emotion.label == "happy"
+
+
+def test_an_angry_post_reads_angry(reader: Reader) -> None:
+    reading = read(reader, ANGRY)
+    assert reading.emotion.label == "angry"
+    assert reading.emotion.score is not None and reading.emotion.score > 0.5
+    assert reading.polarity.label == "negative"
+
+
+def test_a_fire_in_hangzhou_gets_its_place_and_the_public_safety_category(
+    reader: Reader,
+) -> None:
+    reading = read(reader, FIRE)
+    assert reading.regions, "no region found"
+    region = reading.regions[0]
+    assert region["code"] == "330109"  # 萧山区
+    assert region["path_codes"][:2] == ["330000", "330100"]
+    assert region["path"][:2] == ["浙江省", "杭州市"]
+    assert region["origin"] == "text"
+    slugs = [c["slug"] for c in reading.categories]
+    assert "public-safety" in slugs
+    match = next(c for c in reading.categories if c["slug"] == "public-safety")
+    assert any(e["keyword"] == "火灾" for e in match["evidence"])
+    # Filter labels carry the ancestors, so a province filter finds the county's post.
+    labels = reading.labels()
+    for code in ("330000", "330100", "330109"):
+        assert ("region", code) in labels
+    assert ("category", "public-safety") in labels
+
+
+def test_a_rumour_needs_verification_and_an_official_notice_does_not(reader: Reader) -> None:
+    rumour, official = read(reader, RUMOUR), read(reader, OFFICIAL)
+    assert rumour.credibility.needs_verification is True
+    assert official.credibility.needs_verification is False
+    assert rumour.credibility.score > official.credibility.score  # type: ignore[operator]
+
+
+def test_keywords_and_entities_are_filled(reader: Reader) -> None:
+    reading = read(reader, FIRE)
+    words = [w for w, _ in reading.keywords]
+    assert "火灾" in words
+    assert 0 < len(words) <= reader.keyword_count
+    places = [p["name"] if isinstance(p, dict) else p[0] for p in reading.entities["places"]]
+    assert any("杭州" in p or "萧山" in p for p in places)
+
+
+def test_a_source_region_is_used_when_the_text_names_no_place(reader: Reader) -> None:
+    reading = reader.read(normalize(COMPLAINT), None, "浙江省杭州市")
+    assert [(r["code"], r["origin"]) for r in reading.regions] == [("330100", "source")]
+
+
+def test_a_batch_reads_each_text_as_if_alone(reader: Reader) -> None:
+    texts = [normalize(t) for t in (COMPLAINT, HAPPY, "", FIRE, ENGLISH_BAD, RUMOUR)]
+    langs: list[str | None] = [None, None, None, None, "en", None]
+    together = reader.read_batch(texts, langs)
+    alone = [reader.read(t, lang) for t, lang in zip(texts, langs, strict=True)]
+    assert [r.to_row() for r in together] == [r.to_row() for r in alone]
+
+
+def test_english_gets_polarity_but_no_emotion_or_credibility(reader: Reader) -> None:
+    bad, good = read(reader, ENGLISH_BAD, "en"), read(reader, ENGLISH_GOOD, "en")
+    assert bad.polarity.label == "negative" and bad.polarity.score < 0  # type: ignore[operator]
+    assert good.polarity.label == "positive" and good.polarity.score > 0  # type: ignore[operator]
+    for reading in (bad, good):
+        assert reading.emotion.label == "unknown" and reading.emotion.score is None
+        assert reading.credibility.needs_verification is None
+        assert reading.credibility.score is None
+        assert reading.problems == []
+
+
+# --- odd inputs never raise, and say "unknown" ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "\n\t\u3000", "😀😂🔥👍", "\x00\x01\x02\x07\x1b"],
+    ids=["empty", "spaces", "whitespace", "emoji", "controls"],
+)
+def test_texts_without_letters_read_as_unknown(reader: Reader, text: str) -> None:
+    reading = read(reader, text)
+    assert_all_unknown(reading)
+    row = reading.to_row()
+    assert row["polarity"] == "unknown" and row["needs_verification"] is None
+    json.dumps(row)  # storable as it is
+
+
+def test_control_characters_inside_a_post_do_not_stop_the_reading(reader: Reader) -> None:
+    reading = read(reader, "\x00\x01" + COMPLAINT + "\x07\x1b\x7f")
+    assert reading.polarity.label == "negative"
+    assert reading.problems == []
+    # PostgreSQL refuses U+0000 in JSON; nothing stored may carry it.
+    assert "\\u0000" not in json.dumps(reading.to_row())
+
+
+def test_a_100_kb_post_is_read_quickly(reader: Reader) -> None:
+    text = ("医院排队三个小时没人管，服务太差了，患者投诉无门。" * 4200)[:100_000]
+    assert len(text) == 100_000
+    started = time.perf_counter()
+    reading = read(reader, text)
+    elapsed = time.perf_counter() - started
+    assert reading.polarity.label == "negative"
+    assert reading.keywords and reading.problems == []
+    assert elapsed < 5.0, f"a 100 KB post took {elapsed:.1f} s"
+
+
+def test_traditional_text_reads_like_its_simplified_form(reader: Reader) -> None:
+    traditional = "這家醫院的醫生態度很好，我們非常滿意，謝謝護士們的照顧。"
+    simplified = "这家医院的医生态度很好，我们非常满意，谢谢护士们的照顾。"
+    assert normalize(traditional) == normalize(simplified)
+    trad, simp = read(reader, traditional), read(reader, simplified)
+    assert trad.polarity.label == "positive"
+    assert trad.to_row() == simp.to_row()
+
+
+def test_mixed_chinese_and_english_is_read_as_chinese(reader: Reader) -> None:
+    reading = read(reader, "这个phone真的很好用，I love it，推荐大家购买！")
+    assert reading.polarity.label == "positive"
+    assert reading.emotion.label != "unknown"  # the Chinese models read it
+    assert reading.credibility.needs_verification is not None
+    assert reading.problems == []
+
+
+# --- failures of configured models ----------------------------------------------------------
+
+
+def test_a_missing_configured_model_fails_at_load(settings: Settings, segmenter, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    missing_dir = settings.model_copy(update={"polarity_model_zh": str(tmp_path / "no-model")})
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        Reader.from_settings(missing_dir, segmenter)
+    missing_npz = settings.model_copy(update={"emotion_model": str(tmp_path / "emo.npz")})
+    with pytest.raises(ModelLoadError, match="no such model file"):
+        Reader.from_settings(missing_npz, segmenter)
+
+
+def test_a_corrupt_or_mislabelled_model_fails_at_load(
+    settings: Settings, segmenter: Segmenter, tmp_path: Path
+) -> None:
+    whole = (MODEL_DIR / "polarity-zh.npz").read_bytes()
+    for name, content in (
+        ("half-copied.npz", whole[: len(whole) // 2]),  # a copy cut short: a broken zip
+        ("garbage.npz", b"not a model at all\n" * 20),
+    ):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ModelLoadError, match="not a Tingfeng linear model"):
+            Reader.from_settings(
+                settings.model_copy(update={"polarity_model_zh": str(tmp_path / name)}),
+                segmenter,
+            )
+    odd = tiny_linear_model(["bad", "good"], bias=[0.0, 0.0])
+    odd.save(tmp_path / "odd.npz")
+    with pytest.raises(ModelLoadError, match="negative, positive"):
+        Reader.from_settings(
+            settings.model_copy(update={"polarity_model_zh": str(tmp_path / "odd.npz")}),
+            segmenter,
+        )
+
+
+class ExplodingModel:
+    """A model that loaded but fails on every call (a damaged runtime, out of memory, ...)."""
+
+    labels = ["negative", "neutral", "positive"]
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        raise RuntimeError("the model runtime went away")
+
+
+class ExplodingRegions:
+    def find(self, text: str, source_region: object = None) -> list[object]:
+        raise ValueError("region table damaged")
+
+
+def test_a_model_failing_while_reading_is_a_problem_not_an_exception(
+    segmenter: Segmenter,
+) -> None:
+    broken = Reader(
+        segmenter, polarity=PolarityReader(ExplodingModel(), builtin_model("polarity-en"))
+    )
+    readings = broken.read_batch([normalize(FIRE), normalize(COMPLAINT)], [None, None])
+    for reading in readings:
+        assert reading.polarity.label == "unknown"
+        assert any(
+            p.startswith("models:") and "the model runtime went away" in p
+            for p in reading.problems
+        ), reading.problems
+        json.dumps(reading.to_row())
+    # The text stages still ran.
+    fire = readings[0]
+    assert "public-safety" in [c["slug"] for c in fire.categories]
+    assert fire.regions and fire.keywords
+
+
+def test_a_failing_text_stage_loses_only_that_stage(segmenter: Segmenter) -> None:
+    broken = Reader(segmenter, regions=ExplodingRegions())  # type: ignore[arg-type]
+    reading = broken.read(normalize(FIRE), None)
+    assert reading.regions == []
+    assert reading.problems == ["regions: ValueError: region table damaged"]
+    assert "public-safety" in [c["slug"] for c in reading.categories]
+    assert reading.polarity.label != "unknown" and reading.keywords
+
+
+# --- models named in the settings are really used -------------------------------------------
+
+
+def tiny_linear_model(
+    labels: list[str], bias: list[float], boost: dict[str, tuple[str, float]] | None = None
+) -> LinearTextModel:
+    """A linear model with hand-set weights: `boost` maps a character to (label, weight)."""
+    bits = 12
+    weights = np.zeros((1 << bits, len(labels)), dtype=np.float32)
+    model = LinearTextModel(
+        name="tiny-test-model",
+        labels=labels,
+        featurizer="char",
+        bits=bits,
+        weights=weights,
+        bias=np.asarray(bias, dtype=np.float32),
+        meta={"seed": 7},
+    )
+    for char, (label, weight) in (boost or {}).items():
+        # The unigram feature of the character alone is the only feature of that 1-char text.
+        (index,) = model.features([char]).indices.tolist()
+        weights[index, labels.index(label)] = weight
+    return model
+
+
+def test_a_linear_model_file_named_in_settings_is_used(
+    settings: Settings, segmenter: Segmenter, reader: Reader, tmp_path: Path
+) -> None:
+    polarity = tiny_linear_model(
+        ["negative", "positive"], bias=[0.5, 0.0], boost={"好": ("positive", 6.0)}
+    )
+    polarity.save(tmp_path / "polarity.npz")
+    emotion = tiny_linear_model(
+        ["neutral", "angry", "happy", "sad", "fear", "surprise"],
+        bias=[0.0, 0.0, 0.0, 0.0, 0.0, 2.0],
+    )
+    emotion.save(tmp_path / "emotion.npz")
+    configured = settings.model_copy(
+        update={
+            "polarity_model_zh": str(tmp_path / "polarity.npz"),
+            "emotion_model": str(tmp_path / "emotion.npz"),
+        }
+    )
+    custom = Reader.from_settings(configured, segmenter)
+    # The built-in model reads the happy post as positive; this one has only 好 to go on.
+    no_good = custom.read(normalize(HAPPY), None)
+    assert no_good.polarity.label == "negative"
+    expected_negative = 1 / (1 + np.exp(-0.5))
+    assert no_good.polarity.negative == pytest.approx(expected_negative, abs=1e-3)
+    assert custom.read(normalize("好"), None).polarity.label == "positive"
+    # Every post is "surprise" to the emotion model: bias 2 against 0.
+    surprise = np.exp(2) / (np.exp(2) + 5)
+    assert no_good.emotion.label == "surprise"
+    assert no_good.emotion.score == pytest.approx(surprise, abs=1e-3)
+    # English keeps the built-in model.
+    assert custom.read(ENGLISH_BAD, "en").polarity.label == "negative"
+    assert custom.version != reader.version
+
+
+def test_an_onnx_model_directory_named_in_settings_is_used(
+    settings: Settings, segmenter: Segmenter, reader: Reader, tmp_path: Path
+) -> None:
+    from tests.test_local_model import write_model
+
+    directory = write_model(tmp_path / "onnx-polarity", labels=["negative", "positive"])
+    custom = Reader.from_settings(
+        settings.model_copy(update={"polarity_model_zh": str(directory)}), segmenter
+    )
+    # The toy model scores 差 for negative and every other token 1.0 for positive (see
+    # tests/test_local_model.py): "[CLS] 质 量 太 差 了 [SEP]" pools to (20/7, 6/7).
+    poor = custom.read(normalize("质量太差了"), None)
+    assert poor.polarity.label == "negative"
+    assert poor.polarity.negative == pytest.approx(1 / (1 + np.exp(-2.0)), abs=1e-3)
+    # A complaint without 差 or 好 is "positive" to the toy model, unlike to the built-in one.
+    assert "差" not in ANGRY and "好" not in ANGRY
+    complaint = custom.read(normalize(ANGRY), None)
+    assert read(reader, ANGRY).polarity.label == "negative"
+    assert complaint.polarity.label == "positive"
+    assert complaint.polarity.positive == pytest.approx(1 / (1 + np.exp(-1.0)), abs=1e-3)
+    assert custom.version != reader.version
+
+
+def test_a_label_map_in_settings_names_an_onnx_models_labels(
+    settings: Settings, segmenter: Segmenter, tmp_path: Path
+) -> None:
+    from tests.test_local_model import write_model
+
+    directory = write_model(tmp_path / "generic", labels=["LABEL_0", "LABEL_1"])
+    plain = settings.model_copy(update={"polarity_model_zh": str(directory)})
+    with pytest.raises(ModelLoadError, match="label map"):
+        Reader.from_settings(plain, segmenter)
+    mapped = plain.model_copy(
+        update={"model_label_map": {"LABEL_0": "negative", "LABEL_1": "positive"}}
+    )
+    custom = Reader.from_settings(mapped, segmenter)
+    assert custom.read(normalize("质量太差了"), None).polarity.label == "negative"
+
+
+# --- the version -------------------------------------------------------------------------------
+
+
+def test_the_version_changes_with_the_taxonomy(segmenter: Segmenter) -> None:
+    own = Reader(segmenter)
+    before = own.version
+    assert before == Reader(segmenter).version  # the same models and taxonomy: the same version
+    wider = Taxonomy.default().add_category(
+        {
+            "slug": "transport",
+            "name_zh": "交通出行",
+            "name_en": "Transport",
+            "keywords": {"交通拥堵": 2.0, "堵车": 2.0},
+        }
+    )
+    own.set_taxonomy(wider)
+    assert own.version != before
+    # Only the taxonomy part changed: the model part stays.
+    assert own.version.split("-")[0] == before.split("-")[0]
+    assert "transport" in [
+        c["slug"] for c in own.read(normalize("早高峰严重堵车，交通拥堵两小时"), None).categories
+    ]
+    own.set_taxonomy(Taxonomy.default())
+    assert own.version == before
