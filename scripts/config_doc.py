@@ -39,4 +39,6 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    Path(__file__).resolve().parents[1].joinpath("docs", "configuration.md").write_text(render(), encoding="utf-8")
+    Path(__file__).resolve().parents[1].joinpath("docs", "configuration.md").write_text(
+        render(), encoding="utf-8"
+    )

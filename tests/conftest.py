@@ -173,7 +173,9 @@ def web(settings: Settings) -> Iterator[tuple[httpx.Client, Settings]]:
     upgrade(engine)
     engine.dispose()
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -196,7 +198,9 @@ def push_source(settings: Settings, name: str = "对接平台") -> tuple[int, st
 
 # --- the shared CED data set -------------------------------------------------------------------
 
-CED = Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+CED = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+)
 
 
 def ced_repost_texts(n: int) -> list[str]:

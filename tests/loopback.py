@@ -57,7 +57,11 @@ class LoopbackServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 req = Request(
-                    self.command, parts.path, parts.query, {k.lower(): v for k, v in self.headers.items()}, body
+                    self.command,
+                    parts.path,
+                    parts.query,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
                 )
                 server.requests.append(req)
                 target = server.routes.get(self.path) or server.routes.get(parts.path)

@@ -158,11 +158,6 @@ def test_eval_sentiment_refuses_malformed_files(cli, tmp_path: Path) -> None:  #
     assert missing.exit_code != 0 and "nope.tsv" in missing.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="training/datasets.py polarity_labels says 'row 2' (data rows from 1) where "
-    "read_tsv and eval emotion say FILE:3 (file lines)",
-)
 def test_eval_sentiment_names_the_file_line_of_a_bad_label(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bad = write_tsv(tmp_path / "bad.tsv", "label\ttext", [("1", POSITIVE[0]), ("2", NEGATIVE[0])])
     result = cli("eval", "sentiment", str(bad), check=False)
@@ -223,14 +218,26 @@ def test_category_commands_round_trip(cli, tmp_path: Path) -> None:  # type: ign
     assert tested.startswith("pets (5.0): ")
     assert "遛狗×1" in tested and "犬只×1" in tested and "狗绳×1" in tested
 
-    cli("category", "keywords", "pets", "--add", "宠物=1.5", "--remove", "狗绳", "--exclude", "遛狗绳")
+    cli(
+        "category",
+        "keywords",
+        "pets",
+        "--add",
+        "宠物=1.5",
+        "--remove",
+        "狗绳",
+        "--exclude",
+        "遛狗绳",
+    )
     shown = json.loads(cli("category", "show", "pets").stdout)
     assert shown["keywords"] == {"遛狗": 2.0, "犬只": 2.0, "宠物": 1.5}
     assert shown["exclude"] == ["遛狗绳"]
 
     cli("category", "set", "pets", "--disabled")
     assert "pets" not in cli("category", "test", PETS_TEXT).stdout
-    assert "pets" in cli("category", "list").stdout and "(disabled)" in cli("category", "list").stdout
+    assert (
+        "pets" in cli("category", "list").stdout and "(disabled)" in cli("category", "list").stdout
+    )
     cli("category", "set", "pets", "--enabled", "--min-score", "5", "--name-en", "Pets and dogs")
     assert "pets" not in cli("category", "test", PETS_TEXT).stdout  # 4.0 < 5
     assert cli("category", "test", PETS_TEXT + "，宠物主人不管").stdout.startswith("pets (5.5)")

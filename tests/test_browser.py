@@ -22,25 +22,42 @@ def browser() -> Iterator[object]:
     with sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         yield b
         b.close()
 
 
-def test_live_page_shows_pushed_posts_without_reload_and_never_runs_them(web, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_live_page_shows_pushed_posts_without_reload_and_never_runs_them(
+    web, browser, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     client, settings = web
     sid, token = push_source(settings)
     page = browser.new_page()  # type: ignore[attr-defined]
     page.goto(str(client.base_url) + "/")
     page.wait_for_selector("text=信源状态")
-    r = client.post(f"/api/v1/sources/{sid}/posts", headers={"Authorization": f"Bearer {token}"}, json=[
-        {"id": "1", "text": "<img src=x onerror=\"window.__xss=1\">县医院门诊楼漏雨，患者只能打伞候诊"},
-        {"id": "2", "text": "<script>window.__xss=2</script>镇政府回应垃圾清运问题"},
-    ])
+    r = client.post(
+        f"/api/v1/sources/{sid}/posts",
+        headers={"Authorization": f"Bearer {token}"},
+        json=[
+            {
+                "id": "1",
+                "text": '<img src=x onerror="window.__xss=1">县医院门诊楼漏雨，患者只能打伞候诊',
+            },
+            {"id": "2", "text": "<script>window.__xss=2</script>镇政府回应垃圾清运问题"},
+        ],
+    )
     assert r.json()["stored"] == 2
-    page.wait_for_function("document.getElementById('feed').innerText.includes('县医院门诊楼漏雨')", timeout=15000)
+    page.wait_for_function(
+        "document.getElementById('feed').innerText.includes('县医院门诊楼漏雨')", timeout=15000
+    )
     assert "镇政府回应垃圾清运问题" in page.inner_text("#feed")
     page.wait_for_function("document.getElementById('counter').innerText.includes('本页新到 2 条')")
     assert page.evaluate("window.__xss") is None

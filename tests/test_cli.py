@@ -13,15 +13,23 @@ import pytest
 from tests.loopback import Reply
 from tests.test_runner import RSS
 
-CED = Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+CED = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+)
 TINGFENG = [sys.executable, "-m", "tingfeng.cli"]
 
 
-def run(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     full_env = os.environ | {"TINGFENG_CONFIG": "/nonexistent.toml"} | (env or {})
-    proc = subprocess.run([*TINGFENG, *args], capture_output=True, text=True, env=full_env, timeout=300)
+    proc = subprocess.run(
+        [*TINGFENG, *args], capture_output=True, text=True, env=full_env, timeout=300
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+        raise AssertionError(
+            f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+        )
     return proc
 
 
@@ -31,11 +39,15 @@ def db(tmp_path: Path) -> str:
 
 
 def test_ingest_prints_one_json_line_and_is_idempotent(db: str) -> None:
-    first = json.loads(run("--db", db, "ingest", str(CED), "--format", "ced", "--limit", "3000").stdout)
+    first = json.loads(
+        run("--db", db, "ingest", str(CED), "--format", "ced", "--limit", "3000").stdout
+    )
     assert set(first) == {"read", "stored", "duplicates", "errors", "seconds"}
     assert first["read"] == 3000 and first["errors"] == 0
     assert first["stored"] + first["duplicates"] == 3000 and first["stored"] > 2900
-    again = json.loads(run("--db", db, "ingest", str(CED), "--format", "ced", "--limit", "3000").stdout)
+    again = json.loads(
+        run("--db", db, "ingest", str(CED), "--format", "ced", "--limit", "3000").stdout
+    )
     assert again["stored"] == 0 and again["duplicates"] == 3000
 
 
@@ -65,15 +77,36 @@ def test_bad_inputs_exit_non_zero_with_a_message_and_lose_nothing(db: str, tmp_p
 
 
 def test_source_commands_against_a_loopback_feed(db: str, loopback) -> None:  # type: ignore[no-untyped-def]
-    loopback.route("/feed.xml", Reply(200, RSS.format(base=loopback.url("")).encode(),
-                                      content_type="application/rss+xml"))
-    env = {"TINGFENG_FETCH_ALLOWED_NETWORKS": '["127.0.0.0/8"]', "TINGFENG_FETCH_PER_HOST_INTERVAL_S": "0"}
-    out = run("--db", db, "source", "add", "县融媒", "feed", "--url", loopback.url("/feed.xml"),
-              "--set", "fetch_article=never", "--interval", "10m", env=env).stdout
+    loopback.route(
+        "/feed.xml",
+        Reply(200, RSS.format(base=loopback.url("")).encode(), content_type="application/rss+xml"),
+    )
+    env = {
+        "TINGFENG_FETCH_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        "TINGFENG_FETCH_PER_HOST_INTERVAL_S": "0",
+    }
+    out = run(
+        "--db",
+        db,
+        "source",
+        "add",
+        "县融媒",
+        "feed",
+        "--url",
+        loopback.url("/feed.xml"),
+        "--set",
+        "fetch_article=never",
+        "--interval",
+        "10m",
+        env=env,
+    ).stdout
     assert "added source 1" in out
     tested = run("--db", db, "source", "test", "县融媒", env=env)
     rows = [json.loads(line) for line in tested.stdout.splitlines()]
-    assert {r["title"] for r in rows} == {"县医院门诊楼改造完成", "镇政府回应群众关于垃圾清运的投诉"}
+    assert {r["title"] for r in rows} == {
+        "县医院门诊楼改造完成",
+        "镇政府回应群众关于垃圾清运的投诉",
+    }
     # `test` stores nothing.
     assert run("--db", db, "search", "医院", "--count").stdout.strip() == "0"
     listed = json.loads(run("--db", db, "source", "list", "--json").stdout)
@@ -82,7 +115,9 @@ def test_source_commands_against_a_loopback_feed(db: str, loopback) -> None:  # 
     assert health[0]["status"] == "never"
     shown = json.loads(run("--db", db, "source", "show", "1").stdout)
     assert shown["config"]["url"] == loopback.url("/feed.xml")
-    blocked = run("--db", db, "source", "test", "县融媒", check=False)  # loopback not allowed by default
+    blocked = run(
+        "--db", db, "source", "test", "县融媒", check=False
+    )  # loopback not allowed by default
     assert blocked.returncode != 0 and "127.0.0.1" in blocked.stderr
     dup = run("--db", db, "source", "add", "县融媒", "feed", "--url", "https://x.cn/f", check=False)
     assert dup.returncode == 2 and "already exists" in dup.stderr
@@ -93,7 +128,9 @@ def test_source_commands_against_a_loopback_feed(db: str, loopback) -> None:  # 
 
 
 def test_bench_ingest_contract(db: str) -> None:
-    out = json.loads(run("--db", db, "bench", "ingest", "--input", str(CED), "--limit", "2000", "--json").stdout)
+    out = json.loads(
+        run("--db", db, "bench", "ingest", "--input", str(CED), "--limit", "2000", "--json").stdout
+    )
     assert {"posts", "seconds", "posts_per_s", "peak_rss_mb"} <= set(out)
     assert out["posts"] == 2000 and out["posts_per_s"] > 0 and out["peak_rss_mb"] > 10
 
@@ -104,11 +141,18 @@ def test_user_dictionary_words_change_segmentation(db: str, tmp_path: Path) -> N
     assert "added 1 words" in out
     assert "东风镇卫生院 ns" in run("--db", db, "dict", "list", env=env).stdout
     jsonl = tmp_path / "p.jsonl"
-    jsonl.write_text(json.dumps({"id": "1", "text": "东风镇卫生院门诊大厅漏雨"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    jsonl.write_text(
+        json.dumps({"id": "1", "text": "东风镇卫生院门诊大厅漏雨"}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
     run("--db", db, "ingest", str(jsonl), "--mapping", '{"id": "id", "text": "text"}', env=env)
     import sqlite3
 
-    tokens = sqlite3.connect(db.removeprefix("sqlite:///")).execute("SELECT tokens FROM posts").fetchone()[0]
+    tokens = (
+        sqlite3.connect(db.removeprefix("sqlite:///"))
+        .execute("SELECT tokens FROM posts")
+        .fetchone()[0]
+    )
     assert "东风镇卫生院" in tokens.split()
     bad = run("--db", db, "dict", "add", "两 个词", env=env, check=False)
     assert bad.returncode == 2 and "single word" in bad.stderr
@@ -121,8 +165,10 @@ def test_large_import_on_postgresql_matches_sqlite(fresh_postgres_db: str, db: s
     lite = json.loads(run("--db", db, *args).stdout)
     assert pg == {**lite, "seconds": pg["seconds"]}
     for term in ("转发", "谣言 微博", "中国 -转发"):
-        assert run("--db", fresh_postgres_db, "search", term, "--count").stdout == \
-            run("--db", db, "search", term, "--count").stdout
+        assert (
+            run("--db", fresh_postgres_db, "search", term, "--count").stdout
+            == run("--db", db, "search", term, "--count").stdout
+        )
 
 
 def test_a_file_that_breaks_midway_keeps_what_was_stored(db: str, tmp_path: Path) -> None:

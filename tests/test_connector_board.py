@@ -33,7 +33,6 @@ def web(name: str) -> bytes:
     return (WEB / name).read_bytes()
 
 
-
 @pytest.fixture
 def site(loopback: LoopbackServer) -> LoopbackServer:
     """A Chinese government site: a two-page news column and its articles."""

@@ -24,7 +24,6 @@ def web(name: str) -> bytes:
     return (WEB / name).read_bytes()
 
 
-
 def run(
     config: dict, fetcher: Fetcher, **ctx_args: object
 ) -> tuple[list[RawItem], list[ItemError]]:

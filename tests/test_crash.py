@@ -20,7 +20,9 @@ from tingfeng.db.engine import make_engine
 from tingfeng.db.models import Post
 from tingfeng.search.service import matching_ids
 
-CED = Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+CED = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+)
 CLI = [sys.executable, "-m", "tingfeng.cli"]
 LIMIT = 30_000
 
@@ -40,7 +42,9 @@ def _count(db_path: Path) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [3_000, 12_000])
-def test_kill_9_mid_ingest_then_finish_stores_each_post_once(tmp_path: Path, kill_after: int) -> None:
+def test_kill_9_mid_ingest_then_finish_stores_each_post_once(
+    tmp_path: Path, kill_after: int
+) -> None:
     db_path = tmp_path / "crash.db"
     db = f"sqlite:///{db_path}"
     env = os.environ | {"TINGFENG_CONFIG": "/nonexistent.toml", "TINGFENG_INGEST_BATCH_SIZE": "500"}
@@ -62,7 +66,9 @@ def test_kill_9_mid_ingest_then_finish_stores_each_post_once(tmp_path: Path, kil
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    expected = len({(i.platform, i.external_id) for i in islice(read_items(CED, format="ced"), LIMIT)})
+    expected = len(
+        {(i.platform, i.external_id) for i in islice(read_items(CED, format="ced"), LIMIT)}
+    )
     assert summary["stored"] == expected - partial
     engine = make_engine(db)
     with engine.connect() as conn:
@@ -71,5 +77,7 @@ def test_kill_9_mid_ingest_then_finish_stores_each_post_once(tmp_path: Path, kil
         # The index holds every stored post once: a search equals a scan of the table.
         rows = conn.execute(select(Post.id, Post.text_norm, Post.title_norm)).all()
         for term in ("转发", "谣言", "微博"):
-            assert matching_ids(conn, term) == {pid for pid, t, ti in rows if term in t or term in ti}
+            assert matching_ids(conn, term) == {
+                pid for pid, t, ti in rows if term in t or term in ti
+            }
     engine.dispose()

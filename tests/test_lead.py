@@ -17,7 +17,6 @@ from tingfeng.settings import Settings
 WEB = Path(__file__).parent / "fixtures" / "web"
 
 
-
 def test_lead_from_a_link(loopback: LoopbackServer, fetcher: Fetcher) -> None:
     loopback.route("/a/1002.html", Reply(body=(WEB / "article_1002.html").read_bytes()))
     url = loopback.url("/a/1002.html")

@@ -84,8 +84,6 @@ def test_to_simplified_changes_only_the_script() -> None:
     assert to_simplified("ascii only") == "ascii only"
 
 
-
-
 @pytest.mark.skipif(not CED.exists(), reason="shared CED data set not present")
 def test_matches_the_reference_definition_on_real_weibo_reposts() -> None:
     texts = ced_repost_texts(20_000)

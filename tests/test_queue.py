@@ -19,7 +19,9 @@ from tingfeng.db.engine import make_engine
 from tingfeng.db.migrate import upgrade
 from tingfeng.db.models import FetchLog, Post
 
-CED = Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+CED = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+)
 CLI = [sys.executable, "-m", "tingfeng.cli"]
 
 
@@ -28,13 +30,30 @@ def _env() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_ingest_through_redis_with_two_worker_processes(fresh_postgres_db: str, fresh_redis_url: str) -> None:
+def test_ingest_through_redis_with_two_worker_processes(
+    fresh_postgres_db: str, fresh_redis_url: str
+) -> None:
     engine = make_engine(fresh_postgres_db)
     upgrade(engine)
     workers = [
-        subprocess.Popen([*CLI, "--db", fresh_postgres_db, "--queue", fresh_redis_url, "serve",
-                          "--role", "worker", "--workers", "2"], env=_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                *CLI,
+                "--db",
+                fresh_postgres_db,
+                "--queue",
+                fresh_redis_url,
+                "serve",
+                "--role",
+                "worker",
+                "--workers",
+                "2",
+            ],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     try:
@@ -47,13 +66,27 @@ def test_ingest_through_redis_with_two_worker_processes(fresh_postgres_db: str, 
             time.sleep(0.1)
         limit = 6000
         proc = subprocess.run(
-            [*CLI, "--db", fresh_postgres_db, "--queue", fresh_redis_url, "ingest", str(CED),
-             "--limit", str(limit)],
-            env=_env() | {"TINGFENG_INGEST_BATCH_SIZE": "500"}, capture_output=True, text=True, timeout=300,
+            [
+                *CLI,
+                "--db",
+                fresh_postgres_db,
+                "--queue",
+                fresh_redis_url,
+                "ingest",
+                str(CED),
+                "--limit",
+                str(limit),
+            ],
+            env=_env() | {"TINGFENG_INGEST_BATCH_SIZE": "500"},
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert proc.returncode == 0, proc.stderr
         summary = json.loads(proc.stdout)
-        expected = len({(i.platform, i.external_id) for i in islice(read_items(CED, format="ced"), limit)})
+        expected = len(
+            {(i.platform, i.external_id) for i in islice(read_items(CED, format="ced"), limit)}
+        )
         assert summary["read"] == limit
         assert summary["stored"] == expected
         with engine.connect() as conn:

@@ -231,7 +231,8 @@ def test_a_corrupt_or_mislabelled_model_fails_at_load(
 class ExplodingModel:
     """A model that loaded but fails on every call (a damaged runtime, out of memory, ...)."""
 
-    labels = ["negative", "neutral", "positive"]
+    def __init__(self) -> None:
+        self.labels = ["negative", "neutral", "positive"]
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         raise RuntimeError("the model runtime went away")
@@ -252,8 +253,7 @@ def test_a_model_failing_while_reading_is_a_problem_not_an_exception(
     for reading in readings:
         assert reading.polarity.label == "unknown"
         assert any(
-            p.startswith("models:") and "the model runtime went away" in p
-            for p in reading.problems
+            p.startswith("models:") and "the model runtime went away" in p for p in reading.problems
         ), reading.problems
         json.dumps(reading.to_row())
     # The text stages still ran.
@@ -299,8 +299,9 @@ def tiny_linear_model(
 def test_a_linear_model_file_named_in_settings_is_used(
     settings: Settings, segmenter: Segmenter, reader: Reader, tmp_path: Path
 ) -> None:
+    # Confident both ways (P > 0.95), so the neutral band of two-label models cannot matter.
     polarity = tiny_linear_model(
-        ["negative", "positive"], bias=[0.5, 0.0], boost={"好": ("positive", 6.0)}
+        ["negative", "positive"], bias=[3.0, 0.0], boost={"好": ("positive", 8.0)}
     )
     polarity.save(tmp_path / "polarity.npz")
     emotion = tiny_linear_model(
@@ -318,9 +319,11 @@ def test_a_linear_model_file_named_in_settings_is_used(
     # The built-in model reads the happy post as positive; this one has only 好 to go on.
     no_good = custom.read(normalize(HAPPY), None)
     assert no_good.polarity.label == "negative"
-    expected_negative = 1 / (1 + np.exp(-0.5))
+    expected_negative = 1 / (1 + np.exp(-3.0))
     assert no_good.polarity.negative == pytest.approx(expected_negative, abs=1e-3)
-    assert custom.read(normalize("好"), None).polarity.label == "positive"
+    good = custom.read(normalize("好"), None).polarity
+    assert good.label == "positive"
+    assert good.positive == pytest.approx(1 / (1 + np.exp(-5.0)), abs=1e-3)
     # Every post is "surprise" to the emotion model: bias 2 against 0.
     surprise = np.exp(2) / (np.exp(2) + 5)
     assert no_good.emotion.label == "surprise"
@@ -344,12 +347,16 @@ def test_an_onnx_model_directory_named_in_settings_is_used(
     poor = custom.read(normalize("质量太差了"), None)
     assert poor.polarity.label == "negative"
     assert poor.polarity.negative == pytest.approx(1 / (1 + np.exp(-2.0)), abs=1e-3)
-    # A complaint without 差 or 好 is "positive" to the toy model, unlike to the built-in one.
+    # Every token but 好/差 weighs 1.0 for positive: a complaint without either gets exactly
+    # P(positive) = sigmoid(1), where the built-in model reads it as clearly negative.
     assert "差" not in ANGRY and "好" not in ANGRY
-    complaint = custom.read(normalize(ANGRY), None)
     assert read(reader, ANGRY).polarity.label == "negative"
-    assert complaint.polarity.label == "positive"
+    complaint = custom.read(normalize(ANGRY), None)
     assert complaint.polarity.positive == pytest.approx(1 / (1 + np.exp(-1.0)), abs=1e-3)
+    # Three 好 make it confidently positive to the toy model; the built-in one is not fooled.
+    fed_up = "好失望，好难过，好生气"
+    assert read(reader, fed_up).polarity.label == "negative"
+    assert custom.read(normalize(fed_up), None).polarity.label == "positive"
     assert custom.version != reader.version
 
 

@@ -103,7 +103,7 @@ def store(db_url: str, settings: Settings) -> Iterator[Store]:
     engine.dispose()
 
 
-def test_ingest_stores_one_reading_per_post_with_its_labels(store: Store) -> None:
+def test_ingest_stores_one_reading_per_post_and_none_for_duplicates(store: Store) -> None:
     ingestor = store.ingestor()
     stats = ingestor.ingest(store.source, items())
     assert stats.stored == len(POSTS)
@@ -132,22 +132,20 @@ def test_ingest_stores_one_reading_per_post_with_its_labels(store: Store) -> Non
     }
     assert store.labels(ids["statistics"]) == set()  # no place, no category
 
-
-def test_duplicates_get_no_second_reading(store: Store) -> None:
-    ingestor = store.ingestor()
-    ingestor.ingest(store.source, items())
+    # Duplicates are neither stored again nor re-read.
     with store.engine.connect() as conn:
         before = dict(conn.execute(select(PostReading.post_id, PostReading.analysed_at)).all())
-    again = ingestor.ingest(store.source, [*items(), RawItem(text=POSTS["fire"], external_id="fire")])
+    again = ingestor.ingest(
+        store.source, [*items(), RawItem(text=POSTS["fire"], external_id="fire")]
+    )
     assert (again.stored, again.duplicates) == (0, len(POSTS) + 1)
     with store.engine.connect() as conn:
         after = dict(conn.execute(select(PostReading.post_id, PostReading.analysed_at)).all())
-    assert after == before  # not re-read either
-    labels = store.count(PostLabel)
-    assert labels == sum(len(store.labels(pid)) for pid in store.ids().values())
+    assert after == before
+    assert store.count(PostLabel) == sum(len(store.labels(pid)) for pid in ids.values())
 
 
-def test_reading_filters_return_exactly_the_matching_posts(store: Store) -> None:
+def test_reading_filters_match_exactly_and_deleted_posts_leave_nothing(store: Store) -> None:
     store.ingestor().ingest(store.source, items())
     assert store.find() == set(POSTS)
     assert store.find(polarities=["positive"]) == {"admission", "westlake"}
@@ -173,9 +171,7 @@ def test_reading_filters_return_exactly_the_matching_posts(store: Store) -> None
     assert store.find("西湖 OR 火灾", regions=["330100"]) == {"fire", "westlake"}
     assert store.find("火灾", regions=["330100"], emotions=["happy"]) == set()
 
-
-def test_deleting_posts_removes_their_readings_and_labels(store: Store) -> None:
-    store.ingestor().ingest(store.source, items())
+    # Deleted posts take their readings and labels with them.
     ids = store.ids()
     with write_transaction(store.engine) as conn:
         assert delete_posts(conn, [ids["fire"], ids["admission"]]) == 2
@@ -184,14 +180,20 @@ def test_deleting_posts_removes_their_readings_and_labels(store: Store) -> None:
     with store.engine.connect() as conn:
         assert readings_of(conn, [ids["fire"], ids["admission"]]) == {}
         orphans = conn.execute(
-            select(func.count()).select_from(PostLabel).where(PostLabel.post_id.not_in(select(Post.id)))
+            select(func.count())
+            .select_from(PostLabel)
+            .where(PostLabel.post_id.not_in(select(Post.id)))
         ).scalar_one()
     assert orphans == 0
     assert store.find(regions=["330000"]) == {"westlake"}
     assert store.find(categories=["public-safety"]) == set()
 
 
-def test_without_analysis_on_ingest_reanalyze_fills_in_and_then_has_nothing_to_do(
+class Interrupted(Exception):
+    pass
+
+
+def test_without_analysis_on_ingest_reanalyze_fills_in_resumably_and_idempotently(
     store: Store,
 ) -> None:
     stats = store.ingestor(analyze_on_ingest=False).ingest(store.source, items())
@@ -199,8 +201,15 @@ def test_without_analysis_on_ingest_reanalyze_fills_in_and_then_has_nothing_to_d
     assert store.count(PostReading) == 0 and store.count(PostLabel) == 0
     assert store.find(polarities=["positive"]) == set()  # nothing read yet, nothing matches
     reader = store.reader()
-    first = reanalyze(store.engine, reader, batch_size=3)
-    assert (first.examined, first.analysed) == (len(POSTS), len(POSTS))
+
+    def stop(stats: object) -> None:
+        raise Interrupted
+
+    with pytest.raises(Interrupted):  # stopped after its first batch, as by Ctrl-C
+        reanalyze(store.engine, reader, batch_size=2, on_batch=stop)
+    assert store.count(PostReading) == 2  # that batch was committed
+    rest = reanalyze(store.engine, reader, batch_size=3)
+    assert (rest.examined, rest.analysed) == (len(POSTS), len(POSTS) - 2)
     assert store.count(PostReading) == len(POSTS)
     assert store.find(polarities=["positive"]) == {"admission", "westlake"}
     assert store.find(regions=["330000"]) == {"fire", "westlake"}
@@ -209,25 +218,6 @@ def test_without_analysis_on_ingest_reanalyze_fills_in_and_then_has_nothing_to_d
     # --all redoes everything, and still leaves one reading per post.
     everything = reanalyze(store.engine, reader, everything=True)
     assert everything.analysed == len(POSTS)
-    assert store.count(PostReading) == len(POSTS)
-
-
-class Interrupted(Exception):
-    pass
-
-
-def test_an_interrupted_reanalyze_keeps_its_batches_and_resumes(store: Store) -> None:
-    store.ingestor(analyze_on_ingest=False).ingest(store.source, items())
-    reader = store.reader()
-
-    def stop(stats: object) -> None:
-        raise Interrupted
-
-    with pytest.raises(Interrupted):
-        reanalyze(store.engine, reader, batch_size=2, on_batch=stop)
-    assert store.count(PostReading) == 2  # the first batch was committed
-    rest = reanalyze(store.engine, reader, batch_size=2)
-    assert rest.analysed == len(POSTS) - 2
     assert store.count(PostReading) == len(POSTS)
 
 

@@ -40,8 +40,12 @@ def _setup(settings, loopback, etag: bool = True):  # type: ignore[no-untyped-de
 
     loopback.route("/feed.xml", feed)
     with write_transaction(engine) as conn:
-        src = add_source(conn, name="县融媒", kind="feed",
-                         config={"url": loopback.url("/feed.xml"), "fetch_article": "never"})
+        src = add_source(
+            conn,
+            name="县融媒",
+            kind="feed",
+            config={"url": loopback.url("/feed.xml"), "fetch_article": "never"},
+        )
     return engine, src.id
 
 
@@ -78,14 +82,19 @@ def test_a_failing_source_is_marked_with_a_plain_error_and_backs_off(settings, l
         health = health_report(conn, [source], datetime.now(UTC))[0]
     assert health.status == "failing" and "404" in (health.last_error or "")
     assert source.consecutive_failures == 1
-    assert source.next_fetch_at > datetime.now(UTC) + timedelta(minutes=30)  # permanent: backs off harder
+    assert source.next_fetch_at > datetime.now(UTC) + timedelta(
+        minutes=30
+    )  # permanent: backs off harder
 
 
 def test_a_leased_source_is_not_run_twice(settings, loopback) -> None:  # type: ignore[no-untyped-def]
     engine, sid = _setup(settings, loopback)
     with write_transaction(engine) as conn:
-        conn.execute(update(Source).where(Source.id == sid).values(
-            lease_until=datetime.now(UTC) + timedelta(minutes=5)))
+        conn.execute(
+            update(Source)
+            .where(Source.id == sid)
+            .values(lease_until=datetime.now(UTC) + timedelta(minutes=5))
+        )
     with Fetcher(settings) as fetcher:
         out = run_source(engine, Ingestor(engine, settings), fetcher, sid)
     assert not out.ran and loopback.hits("/feed.xml") == 0

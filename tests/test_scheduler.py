@@ -59,7 +59,9 @@ def test_catch_up_after_downtime_is_spread_over_ticks(tmp_path) -> None:  # type
     upgrade(engine)
     with write_transaction(engine) as conn:
         for i in range(MAX_DUE_PER_TICK + 5):
-            add_source(conn, name=f"feed{i}", kind="feed", config={"url": f"https://example.com/{i}.xml"})
+            add_source(
+                conn, name=f"feed{i}", kind="feed", config={"url": f"https://example.com/{i}.xml"}
+            )
         add_source(conn, name="pushed", kind="push", config={})
         conn.execute(update(Source).values(next_fetch_at=NOW - timedelta(days=2)))
     enqueued: list[int] = []

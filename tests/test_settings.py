@@ -18,7 +18,9 @@ def test_every_setting_is_documented_with_its_help() -> None:
 
 def test_environment_overrides_file_and_defaults(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     config = tmp_path / "tf.toml"
-    config.write_text('database_url = "sqlite:///from-file.db"\nweb_port = 9001\n', encoding="utf-8")
+    config.write_text(
+        'database_url = "sqlite:///from-file.db"\nweb_port = 9001\n', encoding="utf-8"
+    )
     monkeypatch.setenv("TINGFENG_CONFIG", str(config))
     monkeypatch.setenv("TINGFENG_WEB_PORT", "9002")
     monkeypatch.setenv("TINGFENG_FETCH_ALLOWED_NETWORKS", '["127.0.0.0/8"]')

@@ -22,7 +22,9 @@ from tingfeng.search.query import QueryError
 from tingfeng.search.service import count, matching_ids, search
 from tingfeng.settings import Settings
 
-CED = Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+CED = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
+)
 
 
 @pytest.fixture
@@ -52,17 +54,24 @@ def test_reingesting_never_creates_a_second_row(store) -> None:  # type: ignore[
     ]
     first = ingestor.ingest(source, items)
     assert (first.stored, first.duplicates) == (3, 0)
-    again = ingestor.ingest(source, [*items, RawItem(text="另一条", url="https://NEWS.example.cn/a/1.html")])
+    again = ingestor.ingest(
+        source, [*items, RawItem(text="另一条", url="https://NEWS.example.cn/a/1.html")]
+    )
     assert (again.stored, again.duplicates) == (0, 4)
     assert len(_posts(engine)) == 3
 
 
 def test_times_are_utc_and_naive_times_use_the_source_zone(store) -> None:  # type: ignore[no-untyped-def]
     engine, ingestor, source = store
-    ingestor.ingest(source, [
-        RawItem(text="本地时间", external_id="a", published_at=datetime(2024, 3, 5, 8, 0)),
-        RawItem(text="带时区", external_id="b", published_at=datetime(2024, 3, 5, 8, 0, tzinfo=UTC)),
-    ])
+    ingestor.ingest(
+        source,
+        [
+            RawItem(text="本地时间", external_id="a", published_at=datetime(2024, 3, 5, 8, 0)),
+            RawItem(
+                text="带时区", external_id="b", published_at=datetime(2024, 3, 5, 8, 0, tzinfo=UTC)
+            ),
+        ],
+    )
     by_ext = {p.external_id: p.published_at for p in _posts(engine)}
     assert by_ext["a"] == datetime(2024, 3, 5, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
     assert by_ext["b"] == datetime(2024, 3, 5, 8, 0, tzinfo=UTC)
@@ -70,7 +79,10 @@ def test_times_are_utc_and_naive_times_use_the_source_zone(store) -> None:  # ty
 
 def test_original_clean_normalised_and_tokens_are_kept(store) -> None:  # type: ignore[no-untyped-def]
     engine, ingestor, source = store
-    ingestor.ingest(source, [RawItem(html="<p>網絡輿情<script>alert(1)</script>監測　ＡＢＣ</p>", external_id="h")])
+    ingestor.ingest(
+        source,
+        [RawItem(html="<p>網絡輿情<script>alert(1)</script>監測　ＡＢＣ</p>", external_id="h")],
+    )
     post = _posts(engine)[0]
     assert "<script>" in (post.html or "")
     assert "alert" not in post.text_clean and "網絡輿情" in post.text_clean
@@ -80,18 +92,23 @@ def test_original_clean_normalised_and_tokens_are_kept(store) -> None:  # type: 
 
 def test_bad_items_are_counted_and_good_ones_stored(store) -> None:  # type: ignore[no-untyped-def]
     _, ingestor, source = store
-    stats = ingestor.ingest(source, [
-        RawItem(text="好的一条", external_id="ok"),
-        ItemError("line 2", "invalid JSON"),
-        RawItem(text="   ", external_id="empty"),
-    ])
+    stats = ingestor.ingest(
+        source,
+        [
+            RawItem(text="好的一条", external_id="ok"),
+            ItemError("line 2", "invalid JSON"),
+            RawItem(text="   ", external_id="empty"),
+        ],
+    )
     assert (stats.read, stats.stored, stats.errors) == (3, 1, 2)
     assert any("line 2" in s for s in stats.error_samples)
 
 
 def test_reposts_link_to_their_parent_even_when_stored_first(store) -> None:  # type: ignore[no-untyped-def]
     engine, ingestor, source = store
-    child = RawItem(text="转发//@a:原帖", platform="weibo", external_id="c", kind="repost", reposts_of="p")
+    child = RawItem(
+        text="转发//@a:原帖", platform="weibo", external_id="c", kind="repost", reposts_of="p"
+    )
     ingestor.ingest(source, [child])
     ingestor.ingest(source, [RawItem(text="原帖内容", platform="weibo", external_id="p")])
     by_ext = {p.external_id: p for p in _posts(engine)}
@@ -102,11 +119,14 @@ def test_exact_and_near_duplicates_share_the_first_posts_group(store) -> None:  
     engine, ingestor, source = store
     original = "某县人民医院被曝乱收费，患者住院三天被收取上万元检查费，院方回应称正在核查"
     ingestor.ingest(source, [RawItem(text=original, external_id="1")])
-    ingestor.ingest(source, [
-        RawItem(text=original + " http://t.cn/abc", external_id="2"),  # exact after stripping
-        RawItem(text=original.replace("上万元", "一万多元"), external_id="3"),  # near
-        RawItem(text="今天天气晴朗，适合出门散步，公园里人很多，大家都很开心", external_id="4"),
-    ])
+    ingestor.ingest(
+        source,
+        [
+            RawItem(text=original + " http://t.cn/abc", external_id="2"),  # exact after stripping
+            RawItem(text=original.replace("上万元", "一万多元"), external_id="3"),  # near
+            RawItem(text="今天天气晴朗，适合出门散步，公园里人很多，大家都很开心", external_id="4"),
+        ],
+    )
     by_ext = {p.external_id: p for p in _posts(engine)}
     first = by_ext["1"].id
     assert by_ext["1"].dup_group == first and by_ext["1"].dup_kind == "original"
@@ -127,16 +147,26 @@ def test_search_finds_every_substring_like_a_scan(store) -> None:  # type: ignor
     ingestor.ingest(source, _ced_items(3000))
     with engine.connect() as conn:
         rows = conn.execute(select(Post.id, Post.title_norm, Post.text_norm)).all()
-        runs = [m.group(0) for _, _, t in rows[:400] for m in re.finditer(r"[\u4e00-\u9fff]{4,}", t)]
-        queries = [r[:2] for r in runs[:25]] + [r[1:5] for r in runs[25:50]] + [r[:1] for r in runs[50:55]]
+        runs = [
+            m.group(0) for _, _, t in rows[:400] for m in re.finditer(r"[\u4e00-\u9fff]{4,}", t)
+        ]
+        queries = (
+            [r[:2] for r in runs[:25]]
+            + [r[1:5] for r in runs[25:50]]
+            + [r[:1] for r in runs[50:55]]
+        )
         queries += [f"{a[:2]} {b[:2]}" for a, b in zip(runs[55:65], runs[65:75], strict=True)]
         for q in queries:
-            expected = {pid for pid, ti, t in rows if all(term in t or term in ti for term in q.split())}
+            expected = {
+                pid for pid, ti, t in rows if all(term in t or term in ti for term in q.split())
+            }
             assert matching_ids(conn, q) == expected, q
             assert count(conn, q) == len(expected), q
 
 
-def test_search_results_are_identical_on_both_databases(db_url: str, settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_search_results_are_identical_on_both_databases(
+    db_url: str, settings: Settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     """The same data and queries on this database and on a SQLite reference give the same ids."""
     results = {}
     for name, url in (("this", db_url), ("ref", f"sqlite:///{tmp_path / 'ref.db'}")):
@@ -151,7 +181,15 @@ def test_search_results_are_identical_on_both_databases(db_url: str, settings: S
             uid_of = dict(conn.execute(select(Post.id, Post.uid)).all())
             results[name] = {
                 q: sorted(uid_of[i] for i in matching_ids(conn, q))
-                for q in ("转发", "谣言", "微博 转发", "中国 -转发", "医", "(辟谣 | 真相) 微博", "转发微博")
+                for q in (
+                    "转发",
+                    "谣言",
+                    "微博 转发",
+                    "中国 -转发",
+                    "医",
+                    "(辟谣 | 真相) 微博",
+                    "转发微博",
+                )
             }
         engine.dispose()
     assert results["this"] == results["ref"]
@@ -160,11 +198,24 @@ def test_search_results_are_identical_on_both_databases(db_url: str, settings: S
 
 def test_search_page_highlights_and_sorts_newest_first(store) -> None:  # type: ignore[no-untyped-def]
     engine, ingestor, source = store
-    ingestor.ingest(source, [
-        RawItem(text="旧帖：医院收费问题", external_id="o", published_at=datetime(2024, 1, 1, tzinfo=UTC)),
-        RawItem(text="新帖：醫院收費<b>問題</b>", external_id="n", published_at=datetime(2024, 6, 1, tzinfo=UTC)),
-        RawItem(text="无关的帖子", external_id="x", published_at=datetime(2024, 7, 1, tzinfo=UTC)),
-    ])
+    ingestor.ingest(
+        source,
+        [
+            RawItem(
+                text="旧帖：医院收费问题",
+                external_id="o",
+                published_at=datetime(2024, 1, 1, tzinfo=UTC),
+            ),
+            RawItem(
+                text="新帖：醫院收費<b>問題</b>",
+                external_id="n",
+                published_at=datetime(2024, 6, 1, tzinfo=UTC),
+            ),
+            RawItem(
+                text="无关的帖子", external_id="x", published_at=datetime(2024, 7, 1, tzinfo=UTC)
+            ),
+        ],
+    )
     with engine.connect() as conn:
         page = search(conn, "医院收费", sort="newest")
     assert [h.published_at.year * 100 + h.published_at.month for h in page.hits] == [202406, 202401]
@@ -175,10 +226,13 @@ def test_search_page_highlights_and_sorts_newest_first(store) -> None:  # type: 
 
 def test_english_terms_match_whole_words(store) -> None:  # type: ignore[no-untyped-def]
     engine, ingestor, source = store
-    ingestor.ingest(source, [
-        RawItem(text="The art of listening", external_id="1"),
-        RawItem(text="A party in Hong Kong", external_id="2"),
-    ])
+    ingestor.ingest(
+        source,
+        [
+            RawItem(text="The art of listening", external_id="1"),
+            RawItem(text="A party in Hong Kong", external_id="2"),
+        ],
+    )
     with engine.connect() as conn:
         assert count(conn, "art") == 1
         assert count(conn, '"hong kong"') == 1
@@ -188,7 +242,11 @@ def test_english_terms_match_whole_words(store) -> None:  # type: ignore[no-unty
 def test_bad_queries_raise_clear_errors(store) -> None:  # type: ignore[no-untyped-def]
     engine, _, _ = store
     with engine.connect() as conn:
-        for bad, fragment in (("-广告", "NOT needs"), ("a OR -b", "OR cannot"), ("!!!", "no letters")):
+        for bad, fragment in (
+            ("-广告", "NOT needs"),
+            ("a OR -b", "OR cannot"),
+            ("!!!", "no letters"),
+        ):
             with pytest.raises(QueryError, match=fragment):
                 count(conn, bad)
 
@@ -201,7 +259,9 @@ def test_ced_fixture_file_is_present() -> None:
 
 def test_post_count_helper(store) -> None:  # type: ignore[no-untyped-def]
     engine, ingestor, source = store
-    ingestor.ingest(source, [RawItem(text=f"第{i}条", external_id=str(i)) for i in range(2500)], batch_size=1000)
+    ingestor.ingest(
+        source, [RawItem(text=f"第{i}条", external_id=str(i)) for i in range(2500)], batch_size=1000
+    )
     with engine.connect() as conn:
         assert conn.execute(select(func.count(Post.id))).scalar_one() == 2500
 
@@ -210,16 +270,25 @@ def test_newest_first_follows_publication_time_not_arrival(store) -> None:  # ty
     """Posts imported out of order still come newest first, and time filters are exact."""
     engine, ingestor, source = store
     days = [5, 1, 9, 3, 7]  # arrival order differs from time order
-    ingestor.ingest(source, [
-        RawItem(text=f"供暖问题第{d}天", external_id=str(d), published_at=datetime(2026, 11, d, 12, tzinfo=UTC))
-        for d in days
-    ])
+    ingestor.ingest(
+        source,
+        [
+            RawItem(
+                text=f"供暖问题第{d}天",
+                external_id=str(d),
+                published_at=datetime(2026, 11, d, 12, tzinfo=UTC),
+            )
+            for d in days
+        ],
+    )
     from tingfeng.search.service import SearchFilters
 
     with engine.connect() as conn:
         newest = [h.published_at.day for h in search(conn, "供暖", sort="newest").hits]
         oldest = [h.published_at.day for h in search(conn, "供暖", sort="oldest").hits]
-        window = SearchFilters(since=datetime(2026, 11, 3, 12, tzinfo=UTC), until=datetime(2026, 11, 7, 12, tzinfo=UTC))
+        window = SearchFilters(
+            since=datetime(2026, 11, 3, 12, tzinfo=UTC), until=datetime(2026, 11, 7, 12, tzinfo=UTC)
+        )
         filtered = [h.published_at.day for h in search(conn, "供暖", window).hits]
         assert count(conn, "供暖", window) == 2
         paged = [h.published_at.day for h in search(conn, "供暖", limit=2, offset=2).hits]
@@ -232,7 +301,13 @@ def test_deleting_posts_removes_them_from_search(store) -> None:  # type: ignore
     from tingfeng.retention import delete_posts
 
     engine, ingestor, source = store
-    ingestor.ingest(source, [RawItem(text="要删除的供暖帖", external_id="d"), RawItem(text="保留的供暖帖", external_id="k")])
+    ingestor.ingest(
+        source,
+        [
+            RawItem(text="要删除的供暖帖", external_id="d"),
+            RawItem(text="保留的供暖帖", external_id="k"),
+        ],
+    )
     with write_transaction(engine) as conn:
         doomed = [p.id for p in _posts(engine) if p.external_id == "d"]
         assert delete_posts(conn, doomed) == 1

@@ -19,7 +19,9 @@ def delete_posts(conn: Connection, post_ids: list[int]) -> int:
     for i in range(0, len(post_ids), _BATCH):
         part = post_ids[i : i + _BATCH]
         rows = conn.execute(
-            select(Post.id, Post.published_at, Post.title_norm, Post.text_norm).where(Post.id.in_(part))
+            select(Post.id, Post.published_at, Post.title_norm, Post.text_norm).where(
+                Post.id.in_(part)
+            )
         ).all()
         remove_from_index(
             conn, [(r.id, sort_key(r.published_at, r.id), r.title_norm, r.text_norm) for r in rows]

@@ -1,9 +1,9 @@
 """Running Tingfeng: everything in one process (embedded), or one role of a scale-out setup.
 
-    all        web + scheduler + queue workers in one process (SQLite, no other server)
-    web        the web application and API only
-    scheduler  enqueues due sources; run exactly one
-    worker     consumes the queue; run as many as the load needs
+all        web + scheduler + queue workers in one process (SQLite, no other server)
+web        the web application and API only
+scheduler  enqueues due sources; run exactly one
+worker     consumes the queue; run as many as the load needs
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ def _now() -> datetime:
 
 def make_scheduler(queue: Queue) -> SchedulerLoop:
     return SchedulerLoop(
-        queue.runtime.engine, queue.enqueue_collect, tick_s=queue.runtime.settings.scheduler_tick_s, now=_now
+        queue.runtime.engine,
+        queue.enqueue_collect,
+        tick_s=queue.runtime.settings.scheduler_tick_s,
+        now=_now,
     )
 
 
@@ -38,8 +41,13 @@ def make_consumer(queue: Queue, workers: int) -> Any:
 
     # Threads, not processes: tasks wait on the network and the database, and threads share
     # one Ingestor (and its near-duplicate memory) per process.
-    return Consumer(queue.huey, workers=max(1, workers), worker_type="thread", periodic=False,
-                    check_worker_health=True)
+    return Consumer(
+        queue.huey,
+        workers=max(1, workers),
+        worker_type="thread",
+        periodic=False,
+        check_worker_health=True,
+    )
 
 
 def run_role(settings: Settings, role: str) -> None:

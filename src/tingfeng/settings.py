@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     )
     web_host: str = Field("127.0.0.1", description="Address the web server listens on.")
     web_port: int = Field(8000, description="Port the web server listens on.")
-    workers: int = Field(4, description="Worker threads of the queue consumer (fetches wait on the network).")
+    workers: int = Field(
+        4, description="Worker threads of the queue consumer (fetches wait on the network)."
+    )
     scheduler_tick_s: float = Field(
         1.0, description="How often the scheduler looks for sources that are due, in seconds."
     )
@@ -67,9 +69,12 @@ class Settings(BaseSettings):
     )
     fetch_max_redirects: int = Field(5, description="Redirects followed before giving up.")
     fetch_retries: int = Field(
-        2, description="Retries after a timeout, connection error, 429 or 5xx (exponential backoff)."
+        2,
+        description="Retries after a timeout, connection error, 429 or 5xx (exponential backoff).",
     )
-    fetch_backoff_s: float = Field(1.0, description="First retry delay; doubles each retry, with jitter.")
+    fetch_backoff_s: float = Field(
+        1.0, description="First retry delay; doubles each retry, with jitter."
+    )
     fetch_per_host_concurrency: int = Field(2, description="Parallel requests to one host at most.")
     fetch_per_host_interval_s: float = Field(
         1.0, description="Minimum seconds between the starts of two requests to one host."
@@ -77,7 +82,7 @@ class Settings(BaseSettings):
     fetch_respect_robots: bool = Field(True, description="Obey robots.txt of every site.")
     fetch_allowed_networks: list[str] = Field(
         default_factory=list,
-        description="Private networks user-supplied URLs may reach, e.g. [\"127.0.0.0/8\"]. "
+        description='Private networks user-supplied URLs may reach, e.g. ["127.0.0.0/8"]. '
         "Empty: private, loopback, link-local and metadata addresses are refused.",
     )
     segment_user_dict: Path | None = Field(
@@ -86,15 +91,19 @@ class Settings(BaseSettings):
         "default: user_dict.txt in the data directory (`tingfeng dict add` writes there).",
     )
     dedup_threshold: float = Field(
-        0.7, description="Jaccard similarity of character shingles above which posts are near-duplicates."
+        0.7,
+        description="Jaccard similarity of character shingles above which posts are near-duplicates.",
     )
-    dedup_num_perm: int = Field(64, description="MinHash permutations for near-duplicate detection.")
+    dedup_num_perm: int = Field(
+        64, description="MinHash permutations for near-duplicate detection."
+    )
     dedup_window_posts: int = Field(
         200_000,
         description="Near-duplicate memory: how many recent posts are compared against (bounds RAM).",
     )
     dedup_min_chars: int = Field(
-        8, description="Posts shorter than this (after stripping repost chains) only get exact matching."
+        8,
+        description="Posts shorter than this (after stripping repost chains) only get exact matching.",
     )
     ingest_batch_size: int = Field(
         5000,
@@ -128,7 +137,7 @@ class Settings(BaseSettings):
         0.5,
         ge=0.0,
         le=1.0,
-        description="Probability above which a post is flagged \"needs verification\".",
+        description='Probability above which a post is flagged "needs verification".',
     )
     log_level: str = Field("INFO", description="Logging level.")
 

@@ -80,7 +80,11 @@ class Queue:
         self.collect_source(source_id)
 
     def enqueue_items(
-        self, source_id: int, timezone: str | None, items: list[RawItem | ItemError], region: str | None = None
+        self,
+        source_id: int,
+        timezone: str | None,
+        items: list[RawItem | ItemError],
+        region: str | None = None,
     ) -> None:
         self.ingest_items(source_id, timezone, items, region)
 
@@ -106,7 +110,10 @@ def build_queue(settings: Settings, runtime: Runtime | None = None) -> Queue:
         return {"ran": outcome.ran, "ok": outcome.ok}
 
     def ingest_items(
-        source_id: int, timezone: str | None, items: list[RawItem | ItemError], region: str | None = None
+        source_id: int,
+        timezone: str | None,
+        items: list[RawItem | ItemError],
+        region: str | None = None,
     ) -> dict[str, Any]:
         started = datetime.now(UTC)
         stats = rt.ingestor.ingest(SourceRef(source_id, timezone, region), items)
@@ -114,6 +121,8 @@ def build_queue(settings: Settings, runtime: Runtime | None = None) -> Queue:
         return stats.summary()
 
     # Retries cover a database that is briefly unavailable; the tasks are idempotent.
-    queue.collect_source = huey.task(retries=2, retry_delay=10, name="collect_source")(collect_source)
+    queue.collect_source = huey.task(retries=2, retry_delay=10, name="collect_source")(
+        collect_source
+    )
     queue.ingest_items = huey.task(retries=5, retry_delay=5, name="ingest_items")(ingest_items)
     return queue

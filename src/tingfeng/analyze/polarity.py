@@ -60,6 +60,12 @@ def _three_way(model: TextClassifier) -> list[int | None]:
     return [labels.index(name) if name in labels else None for name in LABELS]
 
 
+def _band_of(model: TextClassifier | None) -> float:
+    if isinstance(model, LinearTextModel):
+        return float(model.meta.get("neutral_band", 0.0))
+    return 0.0
+
+
 class PolarityReader:
     """Reads batches of normalised texts; thread-safe (the models are read-only)."""
 
@@ -68,9 +74,12 @@ class PolarityReader:
     ) -> None:
         self.models = {"zh": zh, "en": en}
         self.columns = {lang: _three_way(m) for lang, m in self.models.items() if m is not None}
-        if neutral_band is None and isinstance(en, LinearTextModel):
-            neutral_band = float(en.meta.get("neutral_band", 0.0))
-        self.neutral_band = neutral_band or 0.0
+        # A two-label model calls "neutral" what it is unsure of: the band comes with the model
+        # (tuned on its own dev data), or is given; each language has its own.
+        self.bands = {
+            lang: float(neutral_band) if neutral_band is not None else _band_of(model)
+            for lang, model in self.models.items()
+        }
 
     def probabilities(
         self, texts: Sequence[str], lang: str, features: Features | None = None
@@ -90,13 +99,14 @@ class PolarityReader:
 
     def label(self, probs: np.ndarray, lang: str) -> list[Polarity]:
         two_way = self.columns[lang][1] is None
+        band = self.bands.get(lang, 0.0)
         result = []
         for neg, neu, pos in probs.tolist():
             if two_way:
                 share = pos / (pos + neg) if pos + neg > 0 else 0.5
-                if share >= 0.5 + self.neutral_band:
+                if share >= 0.5 + band:
                     name = "positive"
-                elif share <= 0.5 - self.neutral_band:
+                elif share <= 0.5 - band:
                     name = "negative"
                 else:
                     name = "neutral"

@@ -139,12 +139,24 @@ class Reader:
         )
 
     def _model_fingerprint(self) -> str:
-        parts = []
+        parts = [
+            f"credibility>={self.credibility.threshold}",
+            f"bands={sorted(self.polarity.bands.items())}",
+        ]
         for model in (*self.polarity.models.values(), self.emotion.model, self.credibility.model):
             if isinstance(model, LinearTextModel):
                 parts.append(f"{model.name}:{model.meta.get('seed')}:{float(model.bias.sum()):.6f}")
             else:
-                parts.append(repr(model))
+                # A local model replaced in place must change the version: its files' sizes and times.
+                directory = getattr(model, "directory", None)
+                stamp = ""
+                if directory is not None:
+                    stamp = ",".join(
+                        f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}"
+                        for p in sorted(Path(directory).glob("*"))
+                        if p.is_file()
+                    )
+                parts.append(f"{model.__class__.__name__}:{stamp or repr(model)}")
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
     @property

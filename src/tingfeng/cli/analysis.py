@@ -65,7 +65,7 @@ def analyze(
     typer.echo("keywords    " + " ".join(w for w, _ in row["keywords"]))
     for kind in ("persons", "organizations", "places"):
         names = [e["name"] if isinstance(e, dict) else e[0] for e in row["entities"].get(kind, [])]
-        typer.echo(f"{kind:<12}{' '.join(names)}")
+        typer.echo(f"{kind:<14}{' '.join(names)}")
     typer.echo(
         "regions     "
         + "; ".join("/".join(r["path"]) + f" ({r['origin']})" for r in row["regions"])
@@ -102,7 +102,7 @@ def eval_sentiment(
 
     try:
         data = read_tsv(file)
-        gold = polarity_labels(data.labels, file)
+        gold = polarity_labels(data.labels, file, data.lines)
     except DataFileError as exc:
         fail(str(exc))
     if not gold:
@@ -129,7 +129,7 @@ def eval_emotion(
     except DataFileError as exc:
         fail(str(exc))
     gold = []
-    for n, label in enumerate(data.labels, start=2):
+    for n, label in zip(data.lines or [], data.labels, strict=True):
         if label.isdigit() and int(label) < len(EMOTIONS):
             gold.append(EMOTIONS[int(label)])
         elif label in EMOTIONS:
@@ -246,7 +246,7 @@ def category_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         return
     for c in taxonomy.categories:
         state = "" if c.enabled else "  (disabled)"
-        typer.echo(f"{c.slug:<14}{c.name_zh} / {c.name_en}: {len(c.keywords)} keywords{state}")
+        typer.echo(f"{c.slug:<22} {c.name_zh} / {c.name_en}: {len(c.keywords)} keywords{state}")
     typer.echo(f"version {taxonomy.version}")
 
 

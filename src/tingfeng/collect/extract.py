@@ -59,8 +59,16 @@ class Article:
 
     def to_item(self, *, kind: str, url: str, extra: dict[str, Any]) -> RawItem:
         """The collected item for this page."""
-        return RawItem(kind=kind, url=url, title=self.title, text=self.text, html=self.html,
-                       author=self.author, published_at=self.published_at, extra=extra)
+        return RawItem(
+            kind=kind,
+            url=url,
+            title=self.title,
+            text=self.text,
+            html=self.html,
+            author=self.author,
+            published_at=self.published_at,
+            extra=extra,
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -59,15 +59,17 @@ def preview_source(
                     result.errors += 1
                     result.items.append({"error": str(exc)})
                     continue
-                result.items.append({
-                    "kind": row["kind"],
-                    "title": row["title"],
-                    "url": row["url"],
-                    "author": row["author"],
-                    "published_at": row["published_at"].isoformat(),
-                    "lang": row["lang"],
-                    "text": row["text_clean"][:200],
-                })
+                result.items.append(
+                    {
+                        "kind": row["kind"],
+                        "title": row["title"],
+                        "url": row["url"],
+                        "author": row["author"],
+                        "published_at": row["published_at"].isoformat(),
+                        "lang": row["lang"],
+                        "text": row["text_clean"][:200],
+                    }
+                )
                 if len(result.items) >= limit:
                     break
     except CollectError as exc:

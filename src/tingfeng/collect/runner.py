@@ -48,7 +48,9 @@ def _acquire(engine: Engine, source_id: int, now: datetime) -> Source | None:
     with write_transaction(engine) as conn:
         claimed = conn.execute(
             update(Source)
-            .where(Source.id == source_id, or_(Source.lease_until.is_(None), Source.lease_until < now))
+            .where(
+                Source.id == source_id, or_(Source.lease_until.is_(None), Source.lease_until < now)
+            )
             .values(lease_until=now + LEASE, last_attempt_at=now)
         ).rowcount
         if not claimed:
@@ -71,7 +73,9 @@ def known_checker(engine: Engine, source_id: int) -> Callable[[str], bool]:
         if canon:
             uids.append(digest(f"u:{canon}"))
         with engine.connect() as conn:
-            return conn.execute(select(Post.id).where(Post.uid.in_(uids)).limit(1)).first() is not None
+            return (
+                conn.execute(select(Post.id).where(Post.uid.in_(uids)).limit(1)).first() is not None
+            )
 
     return is_known
 
@@ -118,8 +122,15 @@ def run_source(
     )
 
 
-def _finish(engine: Engine, source: Source, state: dict[str, Any], stats: IngestStats,
-            error: CollectError | None, started: datetime, finished: datetime) -> None:
+def _finish(
+    engine: Engine,
+    source: Source,
+    state: dict[str, Any],
+    stats: IngestStats,
+    error: CollectError | None,
+    started: datetime,
+    finished: datetime,
+) -> None:
     values: dict[str, Any] = {"lease_until": None}
     if error is None:
         values.update(
@@ -132,7 +143,9 @@ def _finish(engine: Engine, source: Source, state: dict[str, Any], stats: Ingest
             gap = (finished - source.last_item_at).total_seconds()
             if gap > 0:
                 old = source.typical_gap_s
-                values["typical_gap_s"] = gap if old is None else (1 - GAP_WEIGHT) * old + GAP_WEIGHT * gap
+                values["typical_gap_s"] = (
+                    gap if old is None else (1 - GAP_WEIGHT) * old + GAP_WEIGHT * gap
+                )
         source.consecutive_failures = 0
         values["next_fetch_at"] = next_run(source, finished, ok=True)
     else:
@@ -153,28 +166,41 @@ def _finish(engine: Engine, source: Source, state: dict[str, Any], stats: Ingest
                 items_stored=stats.stored,
                 duplicates=stats.duplicates,
                 worker=f"{socket.gethostname()}:{os.getpid()}",
-                error=error.message if error else (
+                error=error.message
+                if error
+                else (
                     f"{stats.errors} items could not be read, e.g. {stats.error_samples[0]}"
-                    if stats.errors else None
+                    if stats.errors
+                    else None
                 ),
             )
         )
 
 
-def record_push(engine: Engine, source_id: int, stats: IngestStats, started: datetime,
-                finished: datetime) -> None:
+def record_push(
+    engine: Engine, source_id: int, stats: IngestStats, started: datetime, finished: datetime
+) -> None:
     """A push request is a run too: it shows in the fetch log and the source's health."""
     with write_transaction(engine) as conn:
         conn.execute(
             update(Source)
             .where(Source.id == source_id)
-            .values(last_attempt_at=finished, last_success_at=finished, last_error=None,
-                    consecutive_failures=0)
+            .values(
+                last_attempt_at=finished,
+                last_success_at=finished,
+                last_error=None,
+                consecutive_failures=0,
+            )
         )
         conn.execute(
             FetchLog.__table__.insert().values(
-                source_id=source_id, started_at=started, finished_at=finished, ok=True,
-                items_read=stats.read, items_stored=stats.stored, duplicates=stats.duplicates,
+                source_id=source_id,
+                started_at=started,
+                finished_at=finished,
+                ok=True,
+                items_read=stats.read,
+                items_stored=stats.stored,
+                duplicates=stats.duplicates,
                 error=f"{stats.errors} items rejected" if stats.errors else None,
                 worker=f"{socket.gethostname()}:{os.getpid()}",
             )

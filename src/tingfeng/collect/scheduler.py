@@ -43,8 +43,14 @@ def jitter(seconds: float, rng: random.Random | None = None) -> float:
     return seconds * (0.9 + 0.2 * r.random())
 
 
-def next_run(source: Source, now: datetime, *, ok: bool, permanent: bool = False,
-             rng: random.Random | None = None) -> datetime:
+def next_run(
+    source: Source,
+    now: datetime,
+    *,
+    ok: bool,
+    permanent: bool = False,
+    rng: random.Random | None = None,
+) -> datetime:
     """When to fetch again after a run that succeeded (`ok`) or failed."""
     interval = current_interval(source, now)
     if ok:
@@ -86,8 +92,14 @@ def claim_due(engine: Engine, now: datetime, limit: int = MAX_DUE_PER_TICK) -> l
 class SchedulerLoop:
     """Every tick, enqueue a fetch for each due source. Runs in a thread or its own process."""
 
-    def __init__(self, engine: Engine, enqueue: Callable[[int], None], *, tick_s: float,
-                 now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        enqueue: Callable[[int], None],
+        *,
+        tick_s: float,
+        now: Callable[[], datetime],
+    ) -> None:
         self.engine = engine
         self.enqueue = enqueue
         self.tick_s = tick_s

@@ -31,9 +31,13 @@ def parse_interval(value: str | int) -> int:
         raw = value.strip().lower()
         units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
         try:
-            seconds = int(float(raw[:-1]) * units[raw[-1]]) if raw and raw[-1] in units else int(raw)
+            seconds = (
+                int(float(raw[:-1]) * units[raw[-1]]) if raw and raw[-1] in units else int(raw)
+            )
         except ValueError as exc:
-            raise ConfigError(f"Cannot read the interval {value!r}: write e.g. 90s, 15m, 2h or 1d.") from exc
+            raise ConfigError(
+                f"Cannot read the interval {value!r}: write e.g. 90s, 15m, 2h or 1d."
+            ) from exc
     if seconds < 1:
         raise ConfigError(f"The interval must be at least one second, not {value!r}.")
     return seconds
@@ -43,7 +47,9 @@ def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"Unknown time zone {name!r}: use an IANA name such as Asia/Shanghai.") from exc
+        raise ConfigError(
+            f"Unknown time zone {name!r}: use an IANA name such as Asia/Shanghai."
+        ) from exc
     return name
 
 
@@ -118,7 +124,10 @@ def list_sources(conn: Connection) -> list[Source]:
 def remove_source(conn: Connection, ref: str | int, *, keep_posts: bool = True) -> Source:
     """Delete a source; its posts stay unless `keep_posts` is False."""
     source = find_source(conn, ref)
-    if keep_posts and conn.execute(select(Post.id).where(Post.source_id == source.id).limit(1)).first():
+    if (
+        keep_posts
+        and conn.execute(select(Post.id).where(Post.source_id == source.id).limit(1)).first()
+    ):
         # Posts keep their source (foreign key): a source with posts is disabled, not deleted.
         conn.execute(Source.__table__.update().where(Source.id == source.id).values(enabled=False))
         source.enabled = False
@@ -131,7 +140,9 @@ def issue_push_token(conn: Connection, source_id: int) -> str:
     """A new push token for the source (shown once; only its argon2 hash is stored)."""
     token = f"tfp_{source_id}_{secrets.token_urlsafe(24)}"
     conn.execute(
-        Source.__table__.update().where(Source.id == source_id).values(push_token_hash=_HASHER.hash(token))
+        Source.__table__.update()
+        .where(Source.id == source_id)
+        .values(push_token_hash=_HASHER.hash(token))
     )
     return token
 

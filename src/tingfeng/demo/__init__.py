@@ -42,29 +42,57 @@ def _ensure(engine: Engine, name: str, **kwargs: object) -> bool:
             return True
 
 
-def setup_demo(settings: Settings, engine: Engine, *, speed: float = 1800.0, with_feeds: bool = True,
-               ced_path: Path | None = None) -> list[str]:
+def setup_demo(
+    settings: Settings,
+    engine: Engine,
+    *,
+    speed: float = 1800.0,
+    with_feeds: bool = True,
+    ced_path: Path | None = None,
+) -> list[str]:
     """Add the demo sources if missing; returns lines to show the user."""
     lines: list[str] = []
     ced = find_ced(ced_path)
     if ced is None:
-        lines.append("CED data set not found (looked for ../shared/data/rumor/ced/cascades.jsonl.gz); "
-                     "pass --ced FILE to replay it.")
+        lines.append(
+            "CED data set not found (looked for ../shared/data/rumor/ced/cascades.jsonl.gz); "
+            "pass --ced FILE to replay it."
+        )
     else:
         try:
-            added = _ensure(engine, REPLAY_SOURCE, kind="replay",
-                            config={"path": str(ced), "format": "ced", "speed": speed,
-                                    "start_at": REPLAY_START},
-                            interval_s=2, hot_interval_s=2, timezone="Asia/Shanghai")
+            added = _ensure(
+                engine,
+                REPLAY_SOURCE,
+                kind="replay",
+                config={
+                    "path": str(ced),
+                    "format": "ced",
+                    "speed": speed,
+                    "start_at": REPLAY_START,
+                },
+                interval_s=2,
+                hot_interval_s=2,
+                timezone="Asia/Shanghai",
+            )
         except ConfigError as exc:
             lines.append(f"could not add the replay source: {exc.message}")
         else:
-            lines.append(("added" if added else "kept") + f" replay source: {ced} at {speed:g}× speed")
+            lines.append(
+                ("added" if added else "kept") + f" replay source: {ced} at {speed:g}× speed"
+            )
     if with_feeds:
         for feed in starter_feeds():
-            added = _ensure(engine, feed["name"], kind="feed", config={"url": feed["url"]},
-                            interval_s=900, timezone="Asia/Shanghai")
+            added = _ensure(
+                engine,
+                feed["name"],
+                kind="feed",
+                config={"url": feed["url"]},
+                interval_s=900,
+                timezone="Asia/Shanghai",
+            )
             if added:
                 lines.append(f"added feed {feed['name']}: {feed['url']}")
-        lines.append("news feeds need internet access; without it they show as failing under 信源状态")
+        lines.append(
+            "news feeds need internet access; without it they show as failing under 信源状态"
+        )
     return lines

@@ -26,6 +26,10 @@ def segmenter_for(settings: Settings) -> Segmenter:
     return Segmenter(path if path.is_file() else None)
 
 
+def _no_nul(value: str | None) -> str | None:
+    return value.replace("\x00", "") if value and "\x00" in value else value
+
+
 class ItemRejected(ValueError):
     """An item that cannot become a post (nothing to store); the message says why."""
 
@@ -91,9 +95,12 @@ class Preparer:
             "external_id": item.external_id[:200] if item.external_id else None,
             "url": item.url,
             "canonical_url": canon,
-            "title": item.title,
-            "text_original": item.text if item.text is not None and not item.html else None,
-            "html": item.html,
+            # NUL is refused by PostgreSQL text columns (and means nothing in a post).
+            "title": _no_nul(item.title),
+            "text_original": _no_nul(item.text)
+            if item.text is not None and not item.html
+            else None,
+            "html": _no_nul(item.html),
             "text_clean": clean,
             "title_norm": title_norm,
             "text_norm": text_norm,

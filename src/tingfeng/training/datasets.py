@@ -47,6 +47,7 @@ class Labelled:
     texts: list[str]  # normalised
     labels: list[str]
     raw: list[str]
+    lines: list[int] | None = None  # line of each row in its file, for error messages
 
 
 def read_tsv(path: Path, label_names: list[str] | None = None) -> Labelled:
@@ -56,7 +57,7 @@ def read_tsv(path: Path, label_names: list[str] | None = None) -> Labelled:
     """
     if not path.is_file():
         raise DataFileError(f"{path}: no such file")
-    texts, labels, raw = [], [], []
+    texts, labels, raw, lines = [], [], [], []
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
@@ -86,18 +87,18 @@ def read_tsv(path: Path, label_names: list[str] | None = None) -> Labelled:
             raw.append(row[ti])
             texts.append(normalize(row[ti]))
             labels.append(label)
-    return Labelled(texts, labels, raw)
+            lines.append(line)
+    return Labelled(texts, labels, raw, lines)
 
 
-def polarity_labels(labels: list[str], path: Path) -> list[str]:
+def polarity_labels(labels: list[str], path: Path, lines: list[int] | None = None) -> list[str]:
     """Sentiment labels as negative/neutral/positive (0/1, neg/neu/pos and the words)."""
     out = []
-    for n, label in enumerate(labels, start=1):
+    for n, label in enumerate(labels):
         value = _LABEL_WORDS.get(label.lower())
         if value is None:
-            raise DataFileError(
-                f"{path}: row {n}: label {label!r} is not one of 0/1 or neg/neu/pos"
-            )
+            where = f"{path}:{lines[n]}" if lines else f"{path}: row {n + 1}"
+            raise DataFileError(f"{where}: label {label!r} is not one of 0/1 or neg/neu/pos")
         out.append(value)
     return out
 
@@ -131,7 +132,9 @@ def english_news_sentences(data: Path, limit: int = 1500) -> list[str]:
             item = json.loads(line)
             # Most English articles carry no language tag: take those written in Latin letters.
             body = item.get("text") or ""
-            if item.get("lang") == "zh" or sum(ch.isascii() for ch in body) < 0.9 * max(len(body), 1):
+            if item.get("lang") == "zh" or sum(ch.isascii() for ch in body) < 0.9 * max(
+                len(body), 1
+            ):
                 continue
             for sentence in (item.get("text") or "").replace("\n", " ").split(". "):
                 if 40 <= len(sentence) <= 300:

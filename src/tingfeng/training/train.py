@@ -167,7 +167,9 @@ def train_emotion(data: Path) -> Trained:
     best: tuple[float, Trained | None] = (-1.0, None)
     for virus_weight in params["virus_weight_grid"]:
         for C in params["C_grid"]:
-            weight = np.concatenate([np.ones(len(usual.texts)), np.full(len(virus.texts), virus_weight)])
+            weight = np.concatenate(
+                [np.ones(len(usual.texts)), np.full(len(virus.texts), virus_weight)]
+            )
             trained = _fit_emotion(data, x, y, weight, C, virus_weight, dev_sets)
             log.info("emotion C=%s virus_weight=%s: dev %s", C, virus_weight, trained.dev)
             mean = float(np.mean(list(trained.dev.values())))
@@ -177,13 +179,17 @@ def train_emotion(data: Path) -> Trained:
     return best[1]
 
 
-def _fit_emotion(data: Path, x, y: np.ndarray, weight: np.ndarray, C: float, virus_weight: float, dev_sets: dict) -> Trained:  # type: ignore[no-untyped-def]
+def _fit_emotion(
+    data: Path, x, y: np.ndarray, weight: np.ndarray, C: float, virus_weight: float, dev_sets: dict
+) -> Trained:  # type: ignore[no-untyped-def]
     from sklearn.svm import LinearSVC
 
     params = {**PARAMS["emotion-zh"], "C": C, "virus_weight": virus_weight}
     clf = LinearSVC(C=C, class_weight="balanced", random_state=SEED).fit(x, y, sample_weight=weight)
     meta = {"params": params, "train_rows": int(x.shape[0])}
-    model = _with_idf(_linear("emotion-zh", ds.EMOTIONS, "char", clf.coef_, clf.intercept_, meta), data)
+    model = _with_idf(
+        _linear("emotion-zh", ds.EMOTIONS, "char", clf.coef_, clf.intercept_, meta), data
+    )
     dev_texts = [t for s in dev_sets.values() for t in s.texts]
     dev_y = np.array([ds.EMOTIONS.index(e) for s in dev_sets.values() for e in s.labels])
     scores = model.scores(dev_texts)
@@ -274,7 +280,9 @@ def train_credibility(data: Path) -> tuple[Trained, dict[str, float]]:
         for k in range(1, 5):
             fit = (folds != 0) & (folds != k)
             clf = LogisticRegression(C=C, solver="liblinear", max_iter=3000, random_state=SEED)
-            scores.append(float((clf.fit(x[fit], y[fit]).predict(x[folds == k]) == y[folds == k]).mean()))
+            scores.append(
+                float((clf.fit(x[fit], y[fit]).predict(x[folds == k]) == y[folds == k]).mean())
+            )
         inner[C] = float(np.mean(scores))
     C = max(inner, key=lambda c: (inner[c], -c))
     PARAMS["credibility-zh"]["C"] = C

@@ -81,8 +81,6 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
 
 def _region_code(value: str) -> str:
     """A region filter given as a code or a name (杭州, 浙江省杭州市) → its division code."""
-    if value.isdigit():
-        return value[:6]
     from tingfeng.analyze.regions import resolve_region
 
     division = resolve_region(value)
