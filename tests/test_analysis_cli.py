@@ -327,3 +327,41 @@ def test_reanalyze_reads_what_is_unread_or_outdated(cli, db: str, settings: Sett
     assert changed.startswith("re-read 4 of 4 posts") and version not in changed
     bad = cli("reanalyze", "--since", "last tuesday", check=False)
     assert bad.exit_code != 0 and "--since" in bad.stderr
+
+
+def test_search_filters_by_reading_and_lists_group_keywords(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tingfeng.cli.main import app
+
+    db = f"sqlite:///{tmp_path / 'tf.db'}"
+    items = tmp_path / "posts.jsonl"
+    items.write_text(
+        "\n".join(
+            json.dumps({"id": str(n), "text": text}, ensure_ascii=False)
+            for n, text in enumerate(
+                [
+                    "浙江杭州萧山区一厂房发生火灾，消防正在灭火，自来水管爆裂。",
+                    "今天去杭州西湖玩了，风景真美，心情特别好，自来水也干净。",
+                    "广州天河区自来水停水三天了，没人管，太气人了！",
+                ]
+            )
+        ),
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    assert runner.invoke(app, ["--db", db, "ingest", str(items), "--source", "导入"]).exit_code == 0
+    out = runner.invoke(app, ["--db", db, "search", "自来水", "--region", "杭州", "--json"])
+    assert out.exit_code == 0, out.output
+    texts = [json.loads(line)["snippet_html"] for line in out.stdout.splitlines()]
+    assert len(texts) == 2 and all("广州" not in t for t in texts)
+    neg = runner.invoke(app, ["--db", db, "search", "自来水", "--polarity", "negative", "--count"])
+    assert neg.stdout.strip() == "1"
+    safety = runner.invoke(
+        app, ["--db", db, "search", "自来水", "--category", "public-safety", "--count"]
+    )
+    assert safety.stdout.strip() == "1"
+    words = runner.invoke(app, ["--db", db, "search", "自来水", "--keywords", "5"])
+    assert words.exit_code == 0 and "自来水" in words.stdout
+    bad = runner.invoke(app, ["--db", db, "search", "自来水", "--region", "鼓楼区"])
+    assert bad.exit_code != 0 and "ambiguous" in bad.output

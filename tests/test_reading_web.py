@@ -134,3 +134,24 @@ def _source_in(settings: Settings, name: str, region: str) -> tuple[int, str]:
         token = issue_push_token(conn, source.id)
     engine.dispose()
     return source.id, token
+
+
+def test_live_feed_and_group_keywords_carry_readings(web) -> None:  # type: ignore[no-untyped-def]
+    client, settings = web
+    sid, token = push_source(settings)
+    push(client, sid, token, POSTS)
+    posts = client.get("/api/v1/posts", params={"limit": 100}).json()["posts"]
+    by_text = {p["text"]: p for p in posts}
+    fire = by_text[POSTS["fire"]]["reading"]
+    assert fire["categories"] == ["public-safety"]
+    assert any(path.startswith("浙江省/杭州市") for path in fire["regions"])
+    assert by_text[POSTS["complaint"]]["reading"]["polarity"] == "negative"
+
+    r = client.get("/api/v1/keywords", params={"q": "自来水 OR 火灾", "k": 5})
+    assert r.status_code == 200, r.text
+    words = [k["word"] for k in r.json()["keywords"]]
+    # Words of the two matching posts (the fire, the poisoned-water rumour), none of the others.
+    assert {"厂房", "灭火"} & set(words) and "投毒" in words
+    assert not {"西湖", "饭店", "拥堵", "风景"} & set(words)
+    bad = client.get("/api/v1/keywords", params={"q": "(自来水"})
+    assert bad.status_code == 422

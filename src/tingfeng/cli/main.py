@@ -453,20 +453,50 @@ def search(
     until: Annotated[str | None, typer.Option(help="Before this date/time (ISO 8601).")] = None,
     source: Annotated[list[str], typer.Option(help="Only these sources (name or id).")] = [],  # noqa: B006
     lang: Annotated[list[str], typer.Option(help="Only these languages (zh, en, other).")] = [],  # noqa: B006
+    polarity: Annotated[list[str], typer.Option(help="negative, neutral, positive.")] = [],  # noqa: B006
+    emotion: Annotated[list[str], typer.Option(help="angry, sad, fear, happy, ...")] = [],  # noqa: B006
+    category: Annotated[
+        list[str], typer.Option(help="Category slugs (tingfeng category list).")
+    ] = [],  # noqa: B006
+    region: Annotated[
+        list[str], typer.Option(help="Division code or name, e.g. 330100 or 杭州.")
+    ] = [],  # noqa: B006
+    needs_verification: Annotated[
+        bool | None,
+        typer.Option("--needs-verification/--verified-only", help="By the credibility flag."),
+    ] = None,
+    keywords: Annotated[
+        int, typer.Option(help="Print the N keywords of the matching posts (newest 2,000) instead.")
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result.")] = False,
 ) -> None:
-    """Full-text search over stored posts."""
+    """Full-text search over stored posts, filtered by their readings if asked."""
+    from tingfeng.analyze.regions import resolve_region
     from tingfeng.collect.sources import SourceNotFound, find_source
     from tingfeng.search.query import QueryError
     from tingfeng.search.service import SearchFilters, count
     from tingfeng.search.service import search as run_search
 
+    codes = []
+    for value in region:
+        division = resolve_region(value)
+        if division is None:
+            fail(f"unknown or ambiguous region {value!r}: give a division code or a fuller name")
+        codes.append(division.code)
     filters = SearchFilters(
-        since=_parse_time(since, "--since"), until=_parse_time(until, "--until"), langs=list(lang)
-    )
+        since=_parse_time(since, "--since"), until=_parse_time(until, "--until"), langs=list(lang),
+        polarities=list(polarity), emotions=list(emotion), categories=list(category),
+        regions=codes, needs_verification=needs_verification,
+    )  # fmt: skip
     with engine_of(ctx).connect() as conn:
         try:
             filters.source_ids = [find_source(conn, ref).id for ref in source]
+            if keywords:
+                from tingfeng.search.service import group_keywords
+
+                for word, weight in group_keywords(conn, query, filters, k=keywords):
+                    typer.echo(f"{word}\t{weight:.3f}")
+                return
             if count_only:
                 typer.echo(count(conn, query, filters))
                 return

@@ -400,3 +400,46 @@ _FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 def normalize_keep_length(text_: str) -> str:
     """Normalised one character for one, so offsets in it are offsets in `text_`."""
     return to_simplified(text_).translate(_FULLWIDTH).lower()
+
+
+def group_keywords(
+    conn: Connection,
+    query: str,
+    filters: SearchFilters | None = None,
+    *,
+    k: int = 10,
+    posts: int = 2000,
+) -> list[tuple[str, float]]:
+    """Keywords of the newest `posts` posts matching `query` (TF-IDF over the group)."""
+    page = search(conn, query, filters, limit=min(posts, 1000))
+    ids = [h.id for h in page.hits]
+    if posts > 1000:
+        ids += [h.id for h in search(conn, query, filters, limit=posts - 1000, offset=1000).hits]
+    if not ids:
+        return []
+    from tingfeng.analyze.keywords import KeywordExtractor, load_default_idf
+    from tingfeng.analyze.segment import Segmenter
+
+    texts = [
+        row[0]
+        for part in range(0, len(ids), 500)
+        for row in conn.execute(
+            text(
+                "SELECT text_norm FROM posts WHERE id IN ("
+                + ", ".join(str(int(i)) for i in ids[part : part + 500])
+                + ")"
+            )
+        )
+    ]
+    extractor = KeywordExtractor(load_default_idf(), _segmenter(Segmenter))
+    return [(kw.word, float(kw.weight)) for kw in extractor.group_keywords(texts, k=k)]
+
+
+_SEGMENTER: list[object] = []
+
+
+def _segmenter(factory):  # type: ignore[no-untyped-def]
+    # One segmenter per process: building rjieba's dictionary costs ~0.1 s.
+    if not _SEGMENTER:
+        _SEGMENTER.append(factory())
+    return _SEGMENTER[0]

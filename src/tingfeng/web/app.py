@@ -25,7 +25,7 @@ from tingfeng.collect.sources import SourceNotFound, find_source, list_sources, 
 from tingfeng.db.models import Post, Source
 from tingfeng.ingest.readings import readings_of
 from tingfeng.search.query import QueryError
-from tingfeng.search.service import SearchFilters, count, search
+from tingfeng.search.service import SearchFilters, count, group_keywords, search
 from tingfeng.settings import Settings
 from tingfeng.tasks import Queue, Runtime
 
@@ -64,6 +64,19 @@ def _post_json(p: Any) -> dict[str, Any]:
         "dup_group": p.dup_group,
         "dup_kind": p.dup_kind,
         "reposts_of_id": p.reposts_of_id,
+    }
+
+
+def _reading_summary(reading: dict[str, Any]) -> dict[str, Any]:
+    """What a list of posts shows of a reading (the full one is at /api/v1/posts/{id}/reading)."""
+    return {
+        "polarity": reading["polarity"],
+        "polarity_score": reading["polarity_score"],
+        "emotion": reading["emotion"],
+        "needs_verification": reading["needs_verification"],
+        "categories": [c["slug"] for c in reading["categories"]],
+        "regions": ["/".join(r["path"]) for r in reading["regions"]],
+        "keywords": [k[0] for k in reading["keywords"][:5]],
     }
 
 
@@ -130,7 +143,12 @@ def create_app(
         with Session(rt.engine) as session:
             rows = session.execute(q).scalars().all()
             total = session.execute(select(Post.id).order_by(Post.id.desc()).limit(1)).scalar()
-            return {"posts": [_post_json(p) for p in rows], "latest_id": total or 0}
+            posts = [_post_json(p) for p in rows]
+            readings = readings_of(session.connection(), [p["id"] for p in posts])
+            for post in posts:
+                reading = readings.get(post["id"])
+                post["reading"] = _reading_summary(reading) if reading else None
+            return {"posts": posts, "latest_id": total or 0}
 
     @app.get("/api/v1/search")
     def api_search(
@@ -186,6 +204,18 @@ def create_app(
                 for h in page.hits
             ],
         }
+
+    @app.get("/api/v1/keywords")
+    def api_keywords(
+        q: str, k: int = Query(10, ge=1, le=50), posts: int = Query(2000, ge=1, le=5000)
+    ) -> dict[str, Any]:
+        """Keywords of the group of posts matching `q` (the newest `posts` of them)."""
+        with rt.engine.connect() as conn:
+            try:
+                words = group_keywords(conn, q, k=k, posts=posts)
+            except QueryError as exc:
+                raise HTTPException(422, str(exc)) from exc
+        return {"query": q, "keywords": [{"word": w, "weight": round(x, 4)} for w, x in words]}
 
     @app.get("/api/v1/posts/{post_id}/reading")
     def post_reading(post_id: int) -> dict[str, Any]:
