@@ -46,6 +46,9 @@ class Reading:
     regions: list[dict[str, Any]] = field(default_factory=list)
     categories: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Column values encoded for SQLite ahead of writing (ingest/readings.sqlite_encoded), so a
+    # helper process does the JSON work rather than the one that writes.
+    encoded: tuple[Any, ...] | None = None
 
     def to_row(self) -> dict[str, Any]:
         """Column values of the `readings` table (without post id and version)."""

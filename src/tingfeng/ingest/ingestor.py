@@ -28,7 +28,7 @@ from tingfeng.db import posts as store
 from tingfeng.db.engine import make_engine, write_transaction
 from tingfeng.db.models import Post
 from tingfeng.ingest.prepare import Draft, ItemRejected, Preparer, segmenter_for
-from tingfeng.ingest.readings import TaxonomyWatcher, reader_for, store_readings
+from tingfeng.ingest.readings import TaxonomyWatcher, reader_for, sqlite_encoded, store_readings
 from tingfeng.search.index import add_to_index, index_terms, sort_key
 from tingfeng.settings import Settings
 
@@ -135,11 +135,11 @@ def prepare_batch(
                     draft.values = store.sqlite_values(draft.row)
             drafts[uid] = draft
     if preparer.reader is not None and drafts:
-        _read(preparer, source, list(drafts.values()))
+        _read(preparer, source, list(drafts.values()), encode=dialect == "sqlite")
     return PreparedBatch(len(batch), drafts, errors, repeats, time.perf_counter() - t0)
 
 
-def _read(preparer: Preparer, source: SourceRef, drafts: list[Draft]) -> None:
+def _read(preparer: Preparer, source: SourceRef, drafts: list[Draft], encode: bool = False) -> None:
     """Readings of a batch (one call: the models work on the whole batch at once)."""
     assert preparer.reader is not None
     rows = [d.row for d in drafts]
@@ -150,6 +150,8 @@ def _read(preparer: Preparer, source: SourceRef, drafts: list[Draft]) -> None:
         texts, [r["lang"] for r in rows], [source.region] * len(rows)
     )
     for draft, reading in zip(drafts, readings, strict=True):
+        if encode:
+            reading.encoded = sqlite_encoded(reading)
         draft.reading = reading
 
 
