@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # Analyses read the start of very long posts: what a 100 KB post is about shows in its first
 # pages, and the cost of a reading stays bounded.
 MAX_READ_CHARS = 20_000
+# Readings of short texts are remembered across batches (reposts repeat the same few words).
+_MEMO_MAX_CHARS = 140
+_MEMO_SIZE = 50_000
 
 
 @dataclass(slots=True)
@@ -113,6 +116,7 @@ class Reader:
         self.regions = regions or default_finder()
         self.keywords = KeywordExtractor(load_default_idf(), segmenter)
         self.keyword_count = keyword_count
+        self._memory: dict[tuple, Reading] = {}
         self._version_base = self._model_fingerprint()
 
     @classmethod
@@ -169,6 +173,7 @@ class Reader:
 
     def set_taxonomy(self, taxonomy: Taxonomy) -> None:
         self.categories = CategoryMatcher(taxonomy)
+        self._memory = {}  # remembered readings carry the old categories
 
     def read(self, text: str, lang: str | None = None, source_region: str | None = None) -> Reading:
         return self.read_batch([text], [lang], [source_region])[0]
@@ -179,15 +184,38 @@ class Reader:
         langs: Sequence[str | None],
         source_regions: Sequence[str | None] | None = None,
     ) -> list[Reading]:
-        """Readings of normalised texts (title and body joined), in order."""
-        texts = [(t or "")[:MAX_READ_CHARS] for t in texts]
+        """Readings of normalised texts (title and body joined), in order.
+
+        Identical texts (same language and source region) are read once: reposts repeat each
+        other ("转发微博"), and in the CED stream fewer than half of the texts are distinct.
+        Short texts are also remembered across batches.
+        """
         regions = source_regions or [None] * len(texts)
-        readings = [Reading() for _ in texts]
-        scripts = [
-            script_of(t, lang) if t.strip() else None for t, lang in zip(texts, langs, strict=True)
+        keys = [
+            ((t or "")[:MAX_READ_CHARS], lang, region)
+            for t, lang, region in zip(texts, langs, regions, strict=True)
         ]
+        todo: dict[tuple, Reading | None] = {}
+        for key in keys:
+            if key not in todo:
+                todo[key] = self._memory.get(key)
+        fresh = [key for key, reading in todo.items() if reading is None]
+        if fresh:
+            for key, reading in zip(fresh, self._read_distinct(fresh), strict=True):
+                todo[key] = reading
+                if len(key[0]) <= _MEMO_MAX_CHARS:
+                    if len(self._memory) >= _MEMO_SIZE:
+                        self._memory.clear()  # crude but bounded; frequent texts come back fast
+                    self._memory[key] = reading
+        # The same Reading object may serve several posts: readings are not changed afterwards.
+        return [todo[key] for key in keys]  # type: ignore[misc]
+
+    def _read_distinct(self, keys: list[tuple]) -> list[Reading]:
+        texts = [key[0] for key in keys]
+        readings = [Reading() for _ in texts]
+        scripts = [script_of(t, lang) if t.strip() else None for t, lang, _ in keys]
         self._models(texts, scripts, readings)
-        for text, region, reading in zip(texts, regions, readings, strict=True):
+        for (text, _, region), reading in zip(keys, readings, strict=True):
             self._text_stages(text, region, reading)
         return readings
 

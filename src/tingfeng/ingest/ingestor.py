@@ -150,7 +150,7 @@ def _read(preparer: Preparer, source: SourceRef, drafts: list[Draft], encode: bo
         texts, [r["lang"] for r in rows], [source.region] * len(rows)
     )
     for draft, reading in zip(drafts, readings, strict=True):
-        if encode:
+        if encode and reading.encoded is None:
             reading.encoded = sqlite_encoded(reading)
         draft.reading = reading
 

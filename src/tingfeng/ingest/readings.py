@@ -98,13 +98,24 @@ class TaxonomyWatcher:
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+_EMPTY_ENTITIES = {"persons": [], "organizations": [], "places": []}
+
+
+def _json_text(value: Any) -> str | None:
+    # Most readings have no regions, categories or entities: skip the encoder for those.
+    if value is None:
+        return None
+    if not value:
+        return "[]" if isinstance(value, list) else "{}"
+    if value == _EMPTY_ENTITIES:
+        return '{"persons":[],"organizations":[],"places":[]}'
+    return _ENCODE(value)
+
+
 def sqlite_encoded(reading: Reading) -> tuple[Any, ...]:
     """The reading's column values after post_id, version and analysed_at, JSON as text."""
     row = reading.to_row()
-    return tuple(
-        (None if row[c] is None else _ENCODE(row[c])) if c in _JSON else row[c]
-        for c in _COLUMNS[3:]
-    )
+    return tuple(_json_text(row[c]) if c in _JSON else row[c] for c in _COLUMNS[3:])
 
 
 def store_readings(
