@@ -400,3 +400,33 @@ def test_the_version_changes_with_the_taxonomy(segmenter: Segmenter) -> None:
     ]
     own.set_taxonomy(Taxonomy.default())
     assert own.version == before
+
+
+def test_identical_texts_are_read_once_and_forgotten_on_a_taxonomy_change(
+    segmenter: Segmenter,
+) -> None:
+    reader = Reader(segmenter)
+    calls: list[int] = []
+    original = reader._read_distinct
+
+    def counting(keys):  # type: ignore[no-untyped-def]
+        calls.append(len(keys))
+        return original(keys)
+
+    reader._read_distinct = counting  # type: ignore[method-assign]
+    repost = normalize("转发微博")
+    fire = normalize("杭州一厂房发生火灾，消防正在灭火")
+    readings = reader.read_batch([repost, fire, repost, repost], ["zh"] * 4)
+    assert calls == [2]  # two distinct texts in a batch of four
+    assert readings[0] is readings[2] and readings[0].polarity == readings[3].polarity
+    reader.read_batch([fire, repost], ["zh", "zh"])
+    assert calls == [2]  # both remembered from the first batch
+    # The same text from a source with another region is another reading.
+    other = reader.read_batch([repost], ["zh"], ["北京市"])[0]
+    assert calls == [2, 1] and other.regions and other.regions[0]["code"] == "110000"
+    # A new taxonomy must not serve readings with the old categories.
+    taxonomy = reader.categories.taxonomy.remove_category("public-safety")
+    reader.set_taxonomy(taxonomy)
+    again = reader.read_batch([fire], ["zh"])[0]
+    assert calls == [2, 1, 1]
+    assert "public-safety" not in [c["slug"] for c in again.categories]
