@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from tingfeng.analyze.features import Features
 from tingfeng.analyze.linear_model import LinearTextModel
 
@@ -34,5 +36,5 @@ class CredibilityReader:
     def read(self, texts: Sequence[str], features: Features | None = None) -> list[Credibility]:
         if not texts:
             return []
-        probs = self.model.predict_proba(texts, features)[:, self.column]
-        return [Credibility(bool(p >= self.threshold), round(float(p), 4)) for p in probs.tolist()]
+        probs = np.round(self.model.predict_proba(texts, features)[:, self.column], 4).tolist()
+        return [Credibility(p >= self.threshold, p) for p in probs]

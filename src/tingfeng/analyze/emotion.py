@@ -47,7 +47,5 @@ class EmotionReader:
             return []
         probs = self.probabilities(texts, features)
         best = probs.argmax(axis=1)
-        return [
-            Emotion(self.labels[k], round(float(probs[i, k]), 4))
-            for i, k in enumerate(best.tolist())
-        ]
+        top = np.round(probs[np.arange(len(best)), best], 4).tolist()
+        return [Emotion(self.labels[k], p) for k, p in zip(best.tolist(), top, strict=True)]
