@@ -260,6 +260,10 @@ def test_a_model_failing_while_reading_is_a_problem_not_an_exception(
     fire = readings[0]
     assert "public-safety" in [c["slug"] for c in fire.categories]
     assert fire.regions and fire.keywords
+    # A failed reading is not remembered: once the model works again, the text is read anew.
+    broken.polarity = PolarityReader(builtin_model("polarity-zh"), builtin_model("polarity-en"))
+    again = broken.read_batch([normalize(COMPLAINT)], [None])[0]
+    assert again.polarity.label == "negative" and not again.problems
 
 
 def test_a_failing_text_stage_loses_only_that_stage(segmenter: Segmenter) -> None:

@@ -203,7 +203,8 @@ class Reader:
         if fresh:
             for key, reading in zip(fresh, self._read_distinct(fresh), strict=True):
                 todo[key] = reading
-                if len(key[0]) <= _MEMO_MAX_CHARS:
+                # A reading with problems (a model failed) is not worth remembering.
+                if len(key[0]) <= _MEMO_MAX_CHARS and not reading.problems:
                     if len(self._memory) >= _MEMO_SIZE:
                         self._memory.clear()  # crude but bounded; frequent texts come back fast
                     self._memory[key] = reading

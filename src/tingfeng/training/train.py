@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SEED = 20261121
 BITS = 20
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
-# Parameters chosen on dev (docs/analysis-models.md has the grid that was tried).
+# Parameters chosen on dev (docs/analysis.md has the grid that was tried).
 PARAMS = {
     "polarity-zh": {"C": 1.0, "review_weight": 2.0, "features": "char 1-3-grams, 2^20 hashed, idf-weighted", "model": "one-vs-rest linear SVM, softmax temperature fitted on dev"},
     "emotion-zh": {"C_grid": [0.3, 0.5], "virus_weight_grid": [2.0, 3.0], "class_weight": "balanced", "features": "char 1-3-grams, 2^20 hashed, idf-weighted", "model": "one-vs-rest linear SVM, class offsets tuned on dev for macro-F1"},
@@ -285,7 +285,7 @@ def train_credibility(data: Path) -> tuple[Trained, dict[str, float]]:
             )
         inner[C] = float(np.mean(scores))
     C = max(inner, key=lambda c: (inner[c], -c))
-    PARAMS["credibility-zh"]["C"] = C
+    params = {**PARAMS["credibility-zh"], "C": C}
     correct = 0
     for k in range(5):
         clf = LogisticRegression(C=C, solver="liblinear", max_iter=3000, random_state=SEED).fit(
@@ -304,7 +304,7 @@ def train_credibility(data: Path) -> tuple[Trained, dict[str, float]]:
             "char",
             clf.coef_,
             clf.intercept_,
-            {"params": PARAMS["credibility-zh"], "train_rows": int((folds != 0).sum())},
+            {"params": params, "train_rows": int((folds != 0).sum())},
         ),
         data,
     )
@@ -385,6 +385,7 @@ _TEST_ROWS = [
     ("smp2020_usual", "SMP2020-EWECT usual test, macro-F1 (6 emotions)", "macro_f1"),
     ("smp2020_virus", "SMP2020-EWECT virus test, macro-F1 (6 emotions)", "macro_f1"),
     ("smp2020_usual_polarity", "SMP2020 usual test as polarity, accuracy", "accuracy"),
+    ("smp2020_virus_polarity", "SMP2020 virus test as polarity, accuracy", "accuracy"),
     ("sst2", "SST-2 test, accuracy", "accuracy"),
     ("tweeteval", "TweetEval sentiment test, macro-recall (no tweets in training)", "macro_recall"),
 ]
