@@ -434,3 +434,27 @@ def test_identical_texts_are_read_once_and_forgotten_on_a_taxonomy_change(
     again = reader.read_batch([fire], ["zh"])[0]
     assert calls == [2, 1, 1]
     assert "public-safety" not in [c["slug"] for c in again.categories]
+
+
+def test_joined_models_score_exactly_as_alone() -> None:
+    from tingfeng.analyze.linear_model import join
+
+    rng = np.random.default_rng(7)
+    models = []
+    for k in (3, 6, 2):
+        model = LinearTextModel(
+            name=f"m{k}", labels=[str(i) for i in range(k)], featurizer="char", bits=12,
+            weights=rng.normal(size=(1 << 12, k)).astype(np.float32),
+            bias=rng.normal(size=k).astype(np.float32),
+        )  # fmt: skip
+        models.append(model)
+    texts = ["杭州西湖区停水", "", "服务太差了😡", "good"]
+    alone = [m.predict_proba(texts) for m in models]
+    join(models)
+    assert models[0].joint is not None and models[0].joint[0] is models[2].joint[0]
+    features = models[0].features(texts)
+    for model, expected in zip(models, alone, strict=True):
+        np.testing.assert_allclose(
+            model.predict_proba(texts, features), expected, rtol=1e-5, atol=1e-6
+        )
+    assert len(features.products) == 1  # one product served the three models

@@ -16,7 +16,7 @@ import itertools
 import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +39,8 @@ class Features:
     indices: np.ndarray  # int64 feature ids < n_features
     values: np.ndarray  # float32 weights (log-scaled counts, L2-normalised per row)
     n_features: int
+    # Products with joint weight matrices, by id of the matrix (see LinearTextModel.joint).
+    products: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:

@@ -36,6 +36,9 @@ class LinearTextModel:
     temperature: float = 1.0
     meta: dict[str, Any] = field(default_factory=dict)
     idf: np.ndarray | None = None  # (2**bits,) feature weights applied before normalising
+    # Set by `join`: these weights are columns of a matrix shared with other models reading
+    # the same features, so one gather serves all of them.
+    joint: tuple[np.ndarray, slice] | None = None
 
     @property
     def feature_key(self) -> tuple[str, int, str | None]:
@@ -47,6 +50,12 @@ class LinearTextModel:
 
     def scores(self, texts: Sequence[str], features: Features | None = None) -> np.ndarray:
         feats = features if features is not None else self.features(texts)
+        if self.joint is not None:
+            matrix, columns = self.joint
+            product = feats.products.get(id(matrix))
+            if product is None:
+                product = feats.products[id(matrix)] = feats.dot(matrix)
+            return product[:, columns] + self.bias
         return feats.dot(self.weights) + self.bias
 
     def predict_proba(self, texts: Sequence[str], features: Features | None = None) -> np.ndarray:
@@ -96,3 +105,24 @@ class LinearTextModel:
             meta=header.get("meta", {}),
             idf=idf,
         )
+
+
+def join(models: Sequence[LinearTextModel]) -> None:
+    """Put the weights of models that read the same features side by side in one matrix.
+
+    A gather of the weight rows of a post's features is the cost of a linear model here (cache
+    misses in a 2²⁰-row matrix); one matrix of 11 columns costs about what one of 3 does, so
+    polarity, emotion and credibility together take ~12 µs a post less. The models keep their
+    `weights` as views of the joint matrix, so no memory is added.
+    """
+    if len(models) < 2 or len({m.feature_key for m in models}) != 1:
+        return
+    if all(m.joint is not None and m.joint[0] is models[0].joint[0] for m in models):  # type: ignore[index]
+        return  # already joined
+    matrix = np.ascontiguousarray(np.hstack([m.weights for m in models]))
+    start = 0
+    for model in models:
+        width = model.weights.shape[1]
+        model.joint = (matrix, slice(start, start + width))
+        model.weights = matrix[:, start : start + width]
+        start += width

@@ -22,7 +22,7 @@ from tingfeng.analyze.emotion import UNKNOWN_EMOTION, Emotion, EmotionReader
 from tingfeng.analyze.entities import extract_entities
 from tingfeng.analyze.features import Features
 from tingfeng.analyze.keywords import KeywordExtractor, load_default_idf
-from tingfeng.analyze.linear_model import LinearTextModel
+from tingfeng.analyze.linear_model import LinearTextModel, join
 from tingfeng.analyze.polarity import UNKNOWN_POLARITY, Polarity, PolarityReader, script_of
 from tingfeng.analyze.regions import RegionFinder, default_finder
 from tingfeng.analyze.segment import Segmenter
@@ -116,6 +116,12 @@ class Reader:
         self.regions = regions or default_finder()
         self.keywords = KeywordExtractor(load_default_idf(), segmenter)
         self.keyword_count = keyword_count
+        chinese = [self.polarity.models["zh"], self.emotion.model, self.credibility.model]
+        if (
+            all(isinstance(m, LinearTextModel) for m in chinese)
+            and len({id(m) for m in chinese}) == 3
+        ):
+            join(chinese)  # type: ignore[arg-type]
         self._memory: dict[tuple, Reading] = {}
         self._version_base = self._model_fingerprint()
 
