@@ -32,7 +32,9 @@ MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
 # Parameters chosen on dev (docs/analysis.md has the grid that was tried).
 PARAMS = {
     "polarity-zh": {"C": 1.0, "review_weight": 2.0, "features": "char 1-3-grams, 2^20 hashed, idf-weighted", "model": "one-vs-rest linear SVM, softmax temperature fitted on dev"},
-    "emotion-zh": {"C_grid": [0.3, 0.5], "virus_weight_grid": [2.0, 3.0], "class_weight": "balanced", "features": "char 1-3-grams, 2^20 hashed, idf-weighted", "model": "one-vs-rest linear SVM, class offsets tuned on dev for macro-F1"},
+    # The grid C 0.3/0.5 × virus weight 2/3 was run on dev (best: 0.3, 2; docs/analysis.md);
+    # it is kept to the winner since the NB-SVM half made each fit seven SVMs.
+    "emotion-zh": {"C_grid": [0.3], "virus_weight_grid": [2.0], "class_weight": "balanced", "features": "char 1-3-grams, 2^20 hashed, idf-weighted", "model": "one-vs-rest linear SVM + one-vs-rest NB-SVM, averaged (scaled by their dev spread); class offsets tuned on dev for macro-F1"},
     "polarity-en": {"C": 0.3, "features": "word 1-2-gram presence with negation marks, NB log-count-ratio scaled, 2^20 hashed", "model": "logistic regression (NB-LR)"},
     "credibility-zh": {"C_grid": [10.0, 30.0, 100.0], "features": "char 1-3-grams, 2^20 hashed, idf-weighted", "model": "logistic regression", "split": "cascades with crc32(id) % 5 != 0"},
 }  # fmt: skip
@@ -179,6 +181,29 @@ def train_emotion(data: Path) -> Trained:
     return best[1]
 
 
+def _nb_svm_one_vs_rest(
+    x, y: np.ndarray, weight: np.ndarray, C: float
+) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """One NB-scaled linear SVM per class against the rest; the ratios folded into the weights."""
+    from scipy.sparse import diags
+    from sklearn.svm import LinearSVC
+
+    present = x.copy()
+    present.data[:] = 1.0
+    classes = int(y.max()) + 1
+    coef = np.zeros((classes, x.shape[1]), dtype=np.float64)
+    intercept = np.zeros(classes)
+    for c in range(classes):
+        pos = np.asarray(present[y == c].sum(0)).ravel() + 1.0
+        neg = np.asarray(present[y != c].sum(0)).ravel() + 1.0
+        r = np.log((pos / pos.sum()) / (neg / neg.sum()))
+        svm = LinearSVC(C=C, class_weight="balanced", random_state=SEED)
+        svm.fit(x @ diags(r), (y == c).astype(int), sample_weight=weight)
+        coef[c] = svm.coef_[0] * r
+        intercept[c] = svm.intercept_[0]
+    return coef, intercept
+
+
 def _fit_emotion(
     data: Path, x, y: np.ndarray, weight: np.ndarray, C: float, virus_weight: float, dev_sets: dict
 ) -> Trained:  # type: ignore[no-untyped-def]
@@ -186,11 +211,17 @@ def _fit_emotion(
 
     params = {**PARAMS["emotion-zh"], "C": C, "virus_weight": virus_weight}
     clf = LinearSVC(C=C, class_weight="balanced", random_state=SEED).fit(x, y, sample_weight=weight)
-    meta = {"params": params, "train_rows": int(x.shape[0])}
-    model = _with_idf(
-        _linear("emotion-zh", ds.EMOTIONS, "char", clf.coef_, clf.intercept_, meta), data
-    )
     dev_texts = [t for s in dev_sets.values() for t in s.texts]
+    # Averaging with an NB-SVM (Wang & Manning 2012) per class added ~0.4 points of macro-F1 on
+    # dev. Both are linear in the same features, so the average is one linear model: no cost
+    # at reading time.
+    nb_coef, nb_intercept = _nb_svm_one_vs_rest(x, y, weight, C)
+    dev_x = _zh(dev_texts, data).to_csr()
+    a = 1.0 / float(np.std(dev_x @ clf.coef_.T + clf.intercept_))
+    b = 1.0 / float(np.std(dev_x @ nb_coef.T + nb_intercept))
+    coef, intercept = a * clf.coef_ + b * nb_coef, a * clf.intercept_ + b * nb_intercept
+    meta = {"params": params, "train_rows": int(x.shape[0])}
+    model = _with_idf(_linear("emotion-zh", ds.EMOTIONS, "char", coef, intercept, meta), data)
     dev_y = np.array([ds.EMOTIONS.index(e) for s in dev_sets.values() for e in s.labels])
     scores = model.scores(dev_texts)
     offsets = _tune_offsets(scores, dev_y)
