@@ -107,11 +107,15 @@ class Reader:
         regions: RegionFinder | None = None,
         keyword_count: int = 8,
     ) -> None:
-        default_polarity, default_emotion, default_credibility = default_readers()
+        if polarity is None or emotion is None or credibility is None:
+            defaults = default_readers()
+            polarity = polarity or defaults[0]
+            emotion = emotion or defaults[1]
+            credibility = credibility or defaults[2]
         self.segmenter = segmenter
-        self.polarity = polarity or default_polarity
-        self.emotion = emotion or default_emotion
-        self.credibility = credibility or default_credibility
+        self.polarity = polarity
+        self.emotion = emotion
+        self.credibility = credibility
         self.categories = CategoryMatcher(taxonomy or Taxonomy.default())
         self.regions = regions or default_finder()
         self.keywords = KeywordExtractor(load_default_idf(), segmenter)

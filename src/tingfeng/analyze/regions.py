@@ -723,3 +723,19 @@ def default_finder() -> RegionFinder:
 def resolve_region(name_or_code: str) -> Division | None:
     """The division a configured region names ("杭州", "浙江省杭州市", "330100"), or None."""
     return default_finder().resolve_region(name_or_code)
+
+
+def region_codes(values: Iterable[str]) -> list[str]:
+    """Division codes for filter values given as codes or names (330100, 杭州, 浙江省杭州市).
+
+    Raises ValueError naming the first value that is unknown or ambiguous.
+    """
+    codes = []
+    for value in values:
+        division = resolve_region(value)
+        if division is None:
+            raise ValueError(
+                f"unknown or ambiguous region {value!r}: give a division code or a fuller name"
+            )
+        codes.append(division.code)
+    return codes

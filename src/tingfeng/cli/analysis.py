@@ -97,18 +97,11 @@ def eval_sentiment(
     as_json: JsonOpt = False,
 ) -> None:
     """Accuracy and macro-F1 of polarity on FILE (binary labels: the likelier of pos/neg)."""
-    from tingfeng.training.datasets import DataFileError, polarity_labels, read_tsv
+    from tingfeng.training.datasets import polarity_labels
     from tingfeng.training.evaluate import sentiment_scores
 
-    try:
-        data = read_tsv(file)
-        gold = polarity_labels(data.labels, file, data.lines)
-    except DataFileError as exc:
-        fail(str(exc))
-    if not gold:
-        fail(f"{file}: no labelled rows")
-    reader = _reader(ctx)
-    scores = sentiment_scores(reader.polarity, data.texts, gold)
+    texts, gold = _labelled(file, polarity_labels)
+    scores = sentiment_scores(_reader(ctx).polarity, texts, gold)
     _print_scores({k: scores[k] for k in ("accuracy", "macro_f1", "n")}, as_json)
 
 
@@ -121,25 +114,25 @@ def eval_emotion(
     as_json: JsonOpt = False,
 ) -> None:
     """Macro-F1 over the six emotions on FILE."""
-    from tingfeng.training.datasets import EMOTIONS, DataFileError, read_tsv
+    from tingfeng.training.datasets import emotion_labels
     from tingfeng.training.evaluate import emotion_scores
+
+    texts, gold = _labelled(file, emotion_labels)
+    _print_scores(emotion_scores(_reader(ctx).emotion, texts, gold), as_json)
+
+
+def _labelled(file: Path, convert: Any) -> tuple[list[str], list[str]]:
+    """Texts and gold labels of a labelled TSV, or a message naming the line that is wrong."""
+    from tingfeng.training.datasets import DataFileError, read_tsv
 
     try:
         data = read_tsv(file)
+        gold = convert(data.labels, file, data.lines)
     except DataFileError as exc:
         fail(str(exc))
-    gold = []
-    for n, label in zip(data.lines or [], data.labels, strict=True):
-        if label.isdigit() and int(label) < len(EMOTIONS):
-            gold.append(EMOTIONS[int(label)])
-        elif label in EMOTIONS:
-            gold.append(label)
-        else:
-            fail(f"{file}:{n}: label {label!r} is not 0-5 or one of {', '.join(EMOTIONS)}")
     if not gold:
         fail(f"{file}: no labelled rows")
-    scores = emotion_scores(_reader(ctx).emotion, data.texts, gold)
-    _print_scores(scores, as_json)
+    return data.texts, gold
 
 
 @app.command()

@@ -471,18 +471,16 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result.")] = False,
 ) -> None:
     """Full-text search over stored posts, filtered by their readings if asked."""
-    from tingfeng.analyze.regions import resolve_region
+    from tingfeng.analyze.regions import region_codes
     from tingfeng.collect.sources import SourceNotFound, find_source
     from tingfeng.search.query import QueryError
     from tingfeng.search.service import SearchFilters, count
     from tingfeng.search.service import search as run_search
 
-    codes = []
-    for value in region:
-        division = resolve_region(value)
-        if division is None:
-            fail(f"unknown or ambiguous region {value!r}: give a division code or a fuller name")
-        codes.append(division.code)
+    try:
+        codes = region_codes(region)
+    except ValueError as exc:
+        fail(str(exc))
     filters = SearchFilters(
         since=_parse_time(since, "--since"), until=_parse_time(until, "--until"), langs=list(lang),
         polarities=list(polarity), emotions=list(emotion), categories=list(category),

@@ -103,6 +103,22 @@ def polarity_labels(labels: list[str], path: Path, lines: list[int] | None = Non
     return out
 
 
+def emotion_labels(labels: list[str], path: Path, lines: list[int] | None = None) -> list[str]:
+    """SMP2020-EWECT labels as emotion names (ids 0-5 or the names)."""
+    out = []
+    for n, label in enumerate(labels):
+        if label.isdigit() and int(label) < len(EMOTIONS):
+            out.append(EMOTIONS[int(label)])
+        elif label in EMOTIONS:
+            out.append(label)
+        else:
+            where = f"{path}:{lines[n]}" if lines else f"{path}: row {n + 1}"
+            raise DataFileError(
+                f"{where}: label {label!r} is not 0-5 or one of {', '.join(EMOTIONS)}"
+            )
+    return out
+
+
 def sentiment_set(data: Path, name: str, split: str) -> Labelled:
     """ChnSentiCorp or SST-2 as negative/positive."""
     path = data / "sentiment" / name / f"{split}.tsv"

@@ -79,12 +79,21 @@ def _linear(
 _IDF: dict[Path, np.ndarray] = {}
 
 
+def _chinese_polarity(data: Path, split: str) -> tuple[list[str], list[str], int]:
+    """ChnSentiCorp then SMP2020 usual and virus as polarity, and how many are reviews."""
+    chn = ds.sentiment_set(data, "chnsenticorp", split)
+    texts, labels = list(chn.texts), list(chn.labels)
+    for part in ("usual", "virus"):
+        smp = ds.emotion_set(data, part, split)
+        texts += smp.texts
+        labels += [ds.EMOTION_POLARITY[e] for e in smp.labels]
+    return texts, labels, len(chn.texts)
+
+
 def chinese_idf(data: Path) -> np.ndarray:
     """One idf vector for the Chinese models, from their training texts, so they share features."""
     if data not in _IDF:
-        texts = ds.sentiment_set(data, "chnsenticorp", "train").texts
-        for part in ("usual", "virus"):
-            texts += ds.emotion_set(data, part, "train").texts
+        texts = _chinese_polarity(data, "train")[0]
         # Rounded as it is stored (float16), so training sees exactly what reading will.
         _IDF[data] = idf_weights(char_features(texts, BITS)).astype(np.float16).astype(np.float32)
     return _IDF[data]
@@ -104,16 +113,11 @@ def _with_idf(model: LinearTextModel, data: Path) -> LinearTextModel:
 def train_polarity_zh(data: Path) -> Trained:
     from sklearn.svm import LinearSVC
 
-    chn = ds.sentiment_set(data, "chnsenticorp", "train")
-    texts, labels = list(chn.texts), list(chn.labels)
-    for part in ("usual", "virus"):
-        smp = ds.emotion_set(data, part, "train")
-        texts += smp.texts
-        labels += [ds.EMOTION_POLARITY[e] for e in smp.labels]
+    texts, labels, reviews = _chinese_polarity(data, "train")
     y = np.array([ds.POLARITIES.index(v) for v in labels])
     params = PARAMS["polarity-zh"]
     weight = np.concatenate(
-        [np.full(len(chn.texts), params["review_weight"]), np.ones(len(texts) - len(chn.texts))]
+        [np.full(reviews, params["review_weight"]), np.ones(len(texts) - reviews)]
     )
     clf = LinearSVC(C=params["C"], random_state=SEED)
     clf.fit(_zh(texts, data).to_csr(), y, sample_weight=weight)
@@ -128,18 +132,13 @@ def train_polarity_zh(data: Path) -> Trained:
         ),
         data,
     )
-    dev_chn = ds.sentiment_set(data, "chnsenticorp", "dev")
-    dev_texts, dev_labels = list(dev_chn.texts), list(dev_chn.labels)
-    for part in ("usual", "virus"):
-        smp = ds.emotion_set(data, part, "dev")
-        dev_texts += smp.texts
-        dev_labels += [ds.EMOTION_POLARITY[e] for e in smp.labels]
+    dev_texts, dev_labels, reviews = _chinese_polarity(data, "dev")
     model.temperature = _fit_temperature(
         model.scores(dev_texts), np.array([ds.POLARITIES.index(v) for v in dev_labels])
     )
-    p = model.predict_proba(dev_chn.texts)
+    p = model.predict_proba(dev_texts[:reviews])
     binary = np.where(p[:, 2] > p[:, 0], "positive", "negative")
-    dev = {"chnsenticorp_accuracy": float(np.mean(binary == np.array(dev_chn.labels)))}
+    dev = {"chnsenticorp_accuracy": float(np.mean(binary == np.array(dev_labels[:reviews])))}
     return Trained(model, dev)
 
 

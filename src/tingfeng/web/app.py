@@ -92,16 +92,13 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _region_code(value: str) -> str:
-    """A region filter given as a code or a name (杭州, 浙江省杭州市) → its division code."""
-    from tingfeng.analyze.regions import resolve_region
+def _region_codes(values: list[str]) -> list[str]:
+    from tingfeng.analyze.regions import region_codes
 
-    division = resolve_region(value)
-    if division is None:
-        raise HTTPException(
-            422, f"unknown or ambiguous region {value!r}: give a division code or a fuller name"
-        )
-    return division.code
+    try:
+        return region_codes(values)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
 
 
 def create_app(
@@ -175,7 +172,7 @@ def create_app(
             polarities=polarity,
             emotions=emotion,
             categories=category,
-            regions=[_region_code(r) for r in region],
+            regions=_region_codes(region),
             needs_verification=needs_verification,
         )
         with rt.engine.connect() as conn:
