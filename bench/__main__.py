@@ -10,6 +10,13 @@
    credibility 5-fold by cascade, posts/s per core of polarity and of all analyses (with the
    split by stage), and snownlp on the same rows and posts in the same run.
 
+4. Topics (`bench/topics.py`): matching throughput with 100, 1,000 and 10,000 topics built
+   from real keywords, against a naive regular-expression matcher in the same run.
+5. Events (`bench/events.py`): B-cubed grouping scores on the labelled event files against a
+   TF-IDF + average-linkage baseline, grouping speed and the CED repost share.
+6. Spikes (`bench/spikes.py`): detection delay and false spikes per week on CrisisLexT26,
+   against a naive fixed-ratio detector. 7. Spread (`bench/spread.py`): CED repost trees.
+
 Prints a table, writes JSON to bench/results/, records the machine.
 """
 
@@ -76,7 +83,9 @@ def storage_baseline(n: int, workdir: Path) -> float:
     return n / seconds if seconds else 0.0
 
 
-def bench_ingest(db_url: str, ced: Path, limit: int | None) -> dict[str, Any]:
+def bench_ingest(
+    db_url: str, ced: Path, limit: int | None, *, topics: bool = False
+) -> dict[str, Any]:
     from tingfeng.db.engine import make_engine
     from tingfeng.db.migrate import upgrade
     from tingfeng.ingest.bench import run_ingest_bench
@@ -85,7 +94,23 @@ def bench_ingest(db_url: str, ced: Path, limit: int | None) -> dict[str, Any]:
     settings = Settings(database_url=db_url)
     engine = make_engine(db_url)
     upgrade(engine)
-    return run_ingest_bench(settings, engine, ced, limit=limit)
+    if topics:
+        # The demo's five topics: matching, event grouping and spikes run on every batch.
+        from tingfeng.demo import ensure_demo_topics
+
+        ensure_demo_topics(engine)
+    result = run_ingest_bench(settings, engine, ced, limit=limit)
+    if topics:
+        from sqlalchemy import text
+
+        with engine.connect() as conn:
+            result["topic_matches"] = conn.execute(
+                text("SELECT count(*) FROM topic_matches")
+            ).scalar()
+            result["event_posts"] = conn.execute(text("SELECT count(*) FROM event_posts")).scalar()
+            result["events"] = conn.execute(text("SELECT count(*) FROM events")).scalar()
+    result["topics"] = 5 if topics else 0
+    return result
 
 
 def _queries(texts: list[str], rng: random.Random) -> dict[str, list[str]]:
@@ -177,14 +202,21 @@ def main() -> int:
     parser.add_argument(
         "what",
         nargs="?",
-        choices=("all", "ingest", "analysis"),
+        choices=("all", "ingest", "analysis", "topics", "events", "spikes", "spread"),
         default="all",
-        help="ingest (with search, which reads the ingested database), analysis, or all (default)",
+        help="ingest (with search, which reads the ingested database), analysis, topics "
+        "(matching throughput), events (grouping quality and speed), spikes (CrisisLexT26), "
+        "spread (CED repost trees), or all (default)",
     )
     parser.add_argument("--ced", type=Path, default=DEFAULT_CED, help="CED cascades file")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data directory")
     parser.add_argument("--limit", type=int, default=None, help="ingest at most N items")
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    parser.add_argument(
+        "--topics",
+        action="store_true",
+        help="ingest: with the demo's five topics active (matching, events, spikes per batch)",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -215,7 +247,30 @@ def main() -> int:
         )
         analysis.print_table(result)
         _write(args.out, "analysis", result, latest=False)
+    for name in ("topics", "events", "spikes", "spread"):
+        if args.what in ("all", name):
+            _run_module(name, args)
     return 0
+
+
+def _run_module(name: str, args: argparse.Namespace) -> None:
+    """One of the issue-4 benchmarks (bench/<name>.py: run(data, quick=) and print_table)."""
+    import importlib
+
+    module = importlib.import_module(f"bench.{name}")
+    print(f"\nrunning the {name} benchmark …", file=sys.stderr)
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **module.run(args.data, quick=args.quick),
+    }
+    m = result["machine"]
+    print(
+        f"\nmachine: {m['cpu']} · {m['cores']} cores · {m['memory_gb']} GB · "
+        f"Python {m['python']} · {m['git']}"
+    )
+    module.print_table(result)
+    _write(args.out, name, result, latest=False)
 
 
 def _run_ingest_and_search(args: argparse.Namespace) -> None:
@@ -224,7 +279,7 @@ def _run_ingest_and_search(args: argparse.Namespace) -> None:
         workdir = Path(tmp)
         db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
         print(f"ingesting {args.ced} into {db_url} …", file=sys.stderr)
-        ingest = bench_ingest(db_url, args.ced, args.limit)
+        ingest = bench_ingest(db_url, args.ced, args.limit, topics=args.topics)
         baseline = storage_baseline(min(ingest["posts"], 200_000), workdir)
         print("searching …", file=sys.stderr)
         searches = bench_search(db_url, rng)
@@ -259,6 +314,11 @@ def _print_table(r: dict[str, Any]) -> None:
     )
     print("\n| ingest | value | floor |\n|---|---:|---:|")
     print(f"| posts | {ing['posts']:,} | |")
+    if ing.get("topics"):
+        print(
+            f"| active topics / matched posts / posts in events / events | {ing['topics']} / "
+            f"{ing['topic_matches']:,} / {ing['event_posts']:,} / {ing['events']:,} | |"
+        )
     print(f"| posts/s end to end | {ing['posts_per_s']:,.0f} | ≥ {FLOORS['posts_per_s']:,.0f} |")
     print(
         f"| bare SQLite executemany rows/s (baseline) | {r['baseline_sqlite_rows_per_s']:,.0f} | |"

@@ -76,3 +76,36 @@ def test_search_page_shows_query_errors_in_place(web, browser) -> None:  # type:
     page.goto(str(client.base_url) + "/search?q=(医院")
     assert "not closed" in page.inner_text(".error")
     page.close()
+
+
+def test_topic_page_previews_a_draft_and_shows_query_errors(web, browser) -> None:  # type: ignore[no-untyped-def]
+    client, settings = web
+    sid, token = push_source(settings)
+    r = client.post(
+        f"/api/v1/sources/{sid}/posts",
+        headers={"Authorization": f"Bearer {token}"},
+        json=[
+            {"id": "1", "text": '县医院收费不透明，患者投诉<img src=x onerror="window.__xss=1">'},
+            {"id": "2", "text": "卫生院门口贴满小广告：医院投诉热线"},
+            {"id": "3", "text": "今天天气很好"},
+        ],
+    )
+    assert r.json()["stored"] == 3
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(str(client.base_url) + "/topics")
+    page.fill("input[name=name]", "医疗投诉")
+    page.fill("input[name=query]", "医院 AND (投诉")
+    page.click("#preview-btn")
+    page.wait_for_selector("#preview-error")
+    assert "character" in page.inner_text("#preview-error")
+    page.fill("input[name=query]", "医院 AND 投诉")
+    page.fill("input[name=exclusions]", "广告")
+    page.click("#preview-btn")
+    page.wait_for_selector("#preview-count")
+    assert "1" in page.inner_text("#preview-count strong")
+    assert page.locator("#preview mark").count() >= 1
+    assert page.evaluate("window.__xss") is None
+    page.click("button[type=submit]")
+    page.wait_for_selector("tr[data-topic]")
+    assert "医疗投诉" in page.inner_text("#topics")
+    page.close()

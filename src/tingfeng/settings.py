@@ -115,6 +115,29 @@ class Settings(BaseSettings):
         description="Helper processes that analyse posts of a large ingest while the main "
         "process stores them; 0 analyses in the storing process.",
     )
+    match_topics_on_ingest: bool = Field(
+        True,
+        description="Match every stored post against the enabled topics and group matched posts "
+        "into events as they arrive. Off: only `tingfeng topics rematch` matches.",
+    )
+    event_window_hours: float = Field(
+        72.0,
+        gt=0,
+        le=24 * 60,
+        description="An event stays open to new posts joining by content for this long after its "
+        "latest post (reposts and duplicates of its posts always join).",
+    )
+    event_refresh_s: float = Field(
+        60.0,
+        ge=0,
+        description="At most this often an event's profile and grade are recomputed while it "
+        "grows (sooner when it has grown by a fifth).",
+    )
+    grading_model: str = Field(
+        "",
+        description="A JSON file with the grading model (factors, weights, thresholds); empty "
+        "for the built-in defaults (docs/events-spread-grading.md).",
+    )
     analyze_on_ingest: bool = Field(
         True,
         description="Read every post as it is stored (polarity, emotion, keywords, entities, "

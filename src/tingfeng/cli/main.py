@@ -465,6 +465,13 @@ def search(
         bool | None,
         typer.Option("--needs-verification/--verified-only", help="By the credibility flag."),
     ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(help="Also a query in the topic language, e.g. 'sentiment:negative NEAR...'."),
+    ] = None,
+    topic: Annotated[
+        list[str], typer.Option(help="Only posts matched by this saved topic (name or id).")
+    ] = [],  # noqa: B006
     keywords: Annotated[
         int, typer.Option(help="Print the N keywords of the matching posts (newest 2,000) instead.")
     ] = 0,
@@ -489,6 +496,17 @@ def search(
     with engine_of(ctx).connect() as conn:
         try:
             filters.source_ids = [find_source(conn, ref).id for ref in source]
+            if topic:
+                from tingfeng.topics.store import get_topic
+
+                filters.topic_ids = [get_topic(conn, ref).id for ref in topic]
+            if where:
+                from tingfeng.search.service import where_ids
+
+                filters.post_ids = where_ids(
+                    conn, where, since=filters.since, until=filters.until,
+                    source_ids=filters.source_ids or None,
+                )  # fmt: skip
             if keywords:
                 from tingfeng.search.service import group_keywords
 
@@ -499,7 +517,7 @@ def search(
                 typer.echo(count(conn, query, filters))
                 return
             page = run_search(conn, query, filters, sort=sort, limit=limit, offset=offset)
-        except (QueryError, SourceNotFound) as exc:
+        except (QueryError, SourceNotFound, ValueError) as exc:
             fail(str(exc))
     for hit in page.hits:
         if as_json:
@@ -693,6 +711,10 @@ def bench_ingest(
 
 # Registers the analysis commands (eval, train, reanalyze, analyze, category) on `app`.
 from tingfeng.cli import analysis as _analysis  # noqa: E402, F401
+
+# Registers `topics` and `events` (the topic language, events, grading).
+from tingfeng.cli import events as _events  # noqa: E402, F401
+from tingfeng.cli import topics as _topics  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     app(sys.argv[1:])

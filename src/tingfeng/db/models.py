@@ -1,4 +1,4 @@
-"""The schema: sources, posts and the fetch log.
+"""The schema: sources, posts, readings, topics and events.
 
 Times are stored in UTC (`UtcDateTime` makes them aware on the way out on both SQLite and
 PostgreSQL). The same models serve both databases; Alembic migrations in `migrations/` create
@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -83,6 +84,8 @@ class Source(Base):
     hot_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     region: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Media tier (tingfeng.events.heat.MediaTier): weighs the source in heat and grading.
+    tier: Mapped[str | None] = mapped_column(String(24), nullable=True)
     # argon2 hash of the push token (push sources only); the token itself is shown once.
     push_token_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -234,3 +237,166 @@ class TaxonomyVersion(Base):
     content: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Topic(Base):
+    """监测方案: what an office watches, as a query in the topic language (tingfeng.topics)."""
+
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    query: Mapped[str] = mapped_column(Text)
+    exclusions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # None: every source; otherwise the ids of the sources the topic applies to.
+    source_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class TopicVersion(Base):
+    """Each saved state of a topic, so a change can be compared and undone."""
+
+    __tablename__ = "topic_versions"
+
+    topic_id: Mapped[int] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    query: Mapped[str] = mapped_column(Text)
+    exclusions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    saved_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    saved_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class TopicMatch(Base):
+    """A post that matched a topic, with the terms that matched (for highlighting)."""
+
+    __tablename__ = "topic_matches"
+
+    topic_id: Mapped[int] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True
+    )
+    post_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    terms: Mapped[list[str]] = mapped_column(JSON, default=list)
+    matched_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (Index("ix_topic_matches_post_id", "post_id"),)
+
+
+class Event(Base):
+    """事件: matched posts grouped by what happened, with its profile, heat and level."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open, merged
+    merged_into: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    first_post_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    first_source_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    first_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    posts: Mapped[int] = mapped_column(Integer, default=0)
+    heat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    level: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    level_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    grade: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    grade_state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Timeline, sentiment mix, keywords, places, sources, spread...: see tingfeng.events.profile.
+    profile: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    profiled_posts: Mapped[int] = mapped_column(Integer, default=0)
+    profiled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (
+        Index("ix_events_last_seen_at", "last_seen_at"),
+        Index("ix_events_status", "status"),
+    )
+
+
+class EventPost(Base):
+    """Which event a post belongs to, and how it joined (repost, duplicate, content, manual)."""
+
+    __tablename__ = "event_posts"
+
+    post_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("events.id", ondelete="CASCADE"))
+    joined_by: Mapped[str] = mapped_column(String(16), default="content")
+    joined_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (Index("ix_event_posts_event_id", "event_id", "post_id"),)
+
+
+class EventDecision(Base):
+    """A person's choice about events (merge, split, grade override), remembered and audited."""
+
+    __tablename__ = "event_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # merge, split, override, clear_override
+    event_id: Mapped[int] = mapped_column(BigId)
+    other_event_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    post_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    level: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (Index("ix_event_decisions_event_id", "event_id"),)
+
+
+class EventGrade(Base):
+    """The history of an event's level: each change, computed or overridden, with its reasons."""
+
+    __tablename__ = "event_grades"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("events.id", ondelete="CASCADE"))
+    graded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    level: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    overridden: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    __table_args__ = (Index("ix_event_grades_event_id", "event_id", "graded_at"),)
+
+
+class SpikeRecord(Base):
+    """突增: an hour in which a topic's or an event's volume was unusual for that hour of week."""
+
+    __tablename__ = "spikes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    series: Mapped[str] = mapped_column(String(40))  # "topic:3", "event:17"
+    hour: Mapped[datetime] = mapped_column(UtcDateTime)
+    count: Mapped[int] = mapped_column(Integer)
+    expected: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    ratio: Mapped[float] = mapped_column(Float)
+    baseline: Mapped[str] = mapped_column(String(16))
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (UniqueConstraint("series", "hour", name="uq_spikes_series_hour"),)
+
+
+class DetectorState(Base):
+    """Saved state of a streaming detector (spike baselines), restored after a restart."""
+
+    __tablename__ = "detector_state"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

@@ -32,6 +32,19 @@ def starter_feeds() -> list[dict[str, str]]:
     return json.loads(Path(__file__).with_name("starter_feeds.json").read_text(encoding="utf-8"))
 
 
+def ensure_demo_topics(engine: Engine) -> list[str]:
+    """Example topics (监测方案) for the replayed Weibo stream, added when there are none."""
+    from tingfeng.topics.store import create_topic, list_topics
+
+    with write_transaction(engine) as conn:
+        if list_topics(conn):
+            return []
+        topics = json.loads((Path(__file__).with_name("demo_topics.json")).read_text("utf-8"))
+        for t in topics:
+            create_topic(conn, t["name"], t["query"], exclusions=t.get("exclusions", ()), by="demo")
+    return [f"added {len(topics)} example topics (tingfeng topics list); events appear at /events"]
+
+
 def _ensure(engine: Engine, name: str, **kwargs: object) -> bool:
     with write_transaction(engine) as conn:
         try:
@@ -80,6 +93,7 @@ def setup_demo(
             lines.append(
                 ("added" if added else "kept") + f" replay source: {ced} at {speed:g}× speed"
             )
+    lines.extend(ensure_demo_topics(engine))
     if with_feeds:
         for feed in starter_feeds():
             added = _ensure(

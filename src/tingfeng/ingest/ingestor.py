@@ -42,6 +42,8 @@ class IngestStats:
     duplicates: int = 0
     errors: int = 0
     grouped: int = 0  # stored posts that joined an existing duplicate group
+    matched: int = 0  # stored posts that matched at least one topic
+    grouped_into_events: int = 0  # stored posts that joined or started an event
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
     error_samples: list[str] = field(default_factory=list)
@@ -60,6 +62,8 @@ class IngestStats:
         self.duplicates += other.duplicates
         self.errors += other.errors
         self.grouped += other.grouped
+        self.matched += other.matched
+        self.grouped_into_events += other.grouped_into_events
         for name, secs in other.stages.items():
             self.add_stage(name, secs)
         self.error_samples.extend(other.error_samples[: 20 - len(self.error_samples)])
@@ -228,9 +232,23 @@ class Ingestor:
             prestripped=True,  # prepare() has stripped the texts already
         )
         self._warmed = near_duplicates is not None
+        # Topic matching and event grouping (tingfeng.topics, tingfeng.events), created lazily so
+        # that a process with no topics pays nothing for them.
+        self.topic_stage: Any = None
+        self.event_stage: Any = None
+        if settings.match_topics_on_ingest:
+            from tingfeng.events.grouping import GroupingParams
+            from tingfeng.events.stream import EventStage
+            from tingfeng.topics.stream import TopicStage
+
+            self.topic_stage = TopicStage(engine)
+            self.event_stage = EventStage(
+                engine, GroupingParams(window_hours=settings.event_window_hours)
+            )
         # Worker threads share one Ingestor; batches are stored one at a time so that duplicate
         # groups see each other's posts (and on SQLite only one writer runs at a time anyway).
         self._lock = threading.Lock()
+        self._refreshed = 0.0
 
     def warm(self, limit: int | None = None) -> int:
         """Reload recent posts into the near-duplicate memory after a restart."""
@@ -419,7 +437,46 @@ class Ingestor:
             stats.duplicates += len(rows) - len(inserted)
             stats.stored += len(inserted)
             store.bump_source(conn, source.id, len(inserted), rows[0]["fetched_at"])
-            stats.add_stage("store", time.perf_counter() - t4)
+            t5 = time.perf_counter()
+            stats.add_stage("store", t5 - t4)
+            self._match_and_group(conn, [d for d in new if d.row["id"] in inserted], stats)
+            stats.add_stage("topics", time.perf_counter() - t5)
+        self._refresh_events(stats)
+
+    def _match_and_group(self, conn, stored: list[Draft], stats: IngestStats) -> None:  # type: ignore[no-untyped-def]
+        """Topic matches and event grouping for the posts just stored (same transaction)."""
+        if self.topic_stage is None or not stored:
+            return
+        from tingfeng.events.stream import stored_post
+        from tingfeng.topics.stream import new_post
+
+        self.topic_stage.check()
+        if not self.topic_stage.active and not self.event_stage.grouper.open_events:
+            return
+        matched = self.topic_stage.match(conn, [new_post(d.row, d.reading) for d in stored])
+        stats.matched += len(matched)
+        posts = [stored_post(d.row, d.reading) for d in stored]
+        grouped = self.event_stage.group(conn, posts, matched)
+        stats.grouped_into_events += len(grouped)
+        times = [p.published_at for p in posts if p.published_at is not None]
+        if times:
+            self.event_stage.flush_spikes(conn, max(times))
+
+    def _refresh_events(self, stats: IngestStats) -> None:
+        """Recompute profiles and grades of the events this process touched, when stale."""
+        stage = self.event_stage
+        if stage is None or not stage.touched:
+            return
+        now = time.monotonic()
+        if now - self._refreshed < min(self.settings.event_refresh_s, 5.0):
+            return
+        self._refreshed = now
+        from tingfeng.events.profile import refresh_due
+
+        touched, stage.touched = list(stage.touched), set()
+        t0 = time.perf_counter()
+        refresh_due(self.engine, touched, min_age_s=self.settings.event_refresh_s)
+        stats.add_stage("events", time.perf_counter() - t0)
 
     def _assign_groups(self, conn, new: list[Draft], stats: IngestStats) -> None:  # type: ignore[no-untyped-def]
         groupable = [d for d in new if d.dedup_text]

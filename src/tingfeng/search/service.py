@@ -44,7 +44,8 @@ def _compile_term(term: Term) -> _CTerm:
     pattern = term_pattern(norm)
     if pattern is None:
         raise QueryError(f"The term {term.text!r} has no letters or characters to look for.")
-    return _CTerm(norm, pattern)
+    # The substring check and highlighting look for the prefix itself.
+    return _CTerm(norm.rstrip("*") or norm, pattern)
 
 
 def _fts5_term(t: _CTerm) -> str:
@@ -150,6 +151,10 @@ class SearchFilters:
         default_factory=list
     )  # division codes; a province covers its counties
     needs_verification: bool | None = None
+    # Posts matched by these saved topics (any of them).
+    topic_ids: list[int] = field(default_factory=list)
+    # Only these posts: the matches of a query in the topic language (`where_ids`).
+    post_ids: set[int] | None = None
 
     @property
     def on_readings(self) -> bool:
@@ -215,6 +220,8 @@ def _where(
         and not filters.source_ids
         and not filters.langs
         and not filters.on_readings
+        and not filters.topic_ids
+        and filters.post_ids is None
     )
     if cq.check_tree is not None:
         conds.append(_check_sql(cq.check_tree, dialect, params))
@@ -231,7 +238,46 @@ def _where(
             names.append(f":l{i}")
         conds.append(f"p.lang IN ({', '.join(names)})")
     conds += reading_conditions(filters, params)
+    if filters.topic_ids:
+        topics = ", ".join(str(int(t)) for t in filters.topic_ids)
+        conds.append(
+            "EXISTS (SELECT 1 FROM topic_matches tm WHERE tm.post_id = p.id "
+            f"AND tm.topic_id IN ({topics}))"
+        )
+    if filters.post_ids is not None:
+        # Integers only, so they can be written into the statement (no parameter limit).
+        ids = ", ".join(str(int(i)) for i in sorted(filters.post_ids)) or "NULL"
+        conds.append(f"p.id IN ({ids})")
     return frm, " AND ".join(conds), params, index_only
+
+
+MAX_WHERE_POSTS = 200_000
+
+
+def where_ids(
+    conn: Connection,
+    where: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    source_ids: list[int] | None = None,
+) -> set[int]:
+    """Ids of the stored posts a topic-language query matches, for `SearchFilters.post_ids`.
+
+    Raises tingfeng.topics.QuerySyntaxError for a bad query and QueryError when it matches too
+    many posts to serve as a filter.
+    """
+    from tingfeng.topics.stored import match_stored
+
+    found = match_stored(
+        conn, where, since=since, until=until, source_ids=source_ids, max_scan=MAX_WHERE_POSTS
+    )
+    if found.truncated:
+        raise QueryError(
+            f"The filter {where!r} reads more than {MAX_WHERE_POSTS:,} posts: add a term to "
+            "look for, or a time range."
+        )
+    return found.ids
 
 
 def _in_list(prefix: str, values: list[Any], params: dict[str, Any]) -> str:

@@ -91,7 +91,21 @@ class TermPattern:
 
 
 def term_pattern(term: str) -> TermPattern | None:
-    """Compile one normalised term; None when it has nothing indexable (only punctuation)."""
+    """Compile one normalised term; None when it has nothing indexable (only punctuation).
+
+    A trailing `*` asks for a prefix (`protest*` finds protesters); on CJK text every term is a
+    substring match already, so there it changes nothing.
+    """
+    if term.endswith("*") and term.rstrip("*"):
+        base = term_pattern(term.rstrip("*"))
+        if base is None:
+            return None
+        return TermPattern(
+            tokens=base.tokens,
+            prefix_last=True,
+            needs_check=base.needs_check,
+            words_only=base.words_only,
+        )
     runs = [(m.group(1) is not None, m.group(0)) for m in _RUN.finditer(term)]
     if not runs:
         return None

@@ -162,8 +162,11 @@ def create_app(
         category: list[str] = Query(default=[]),
         region: list[str] = Query(default=[]),
         needs_verification: bool | None = None,
+        topic_id: list[int] = Query(default=[]),
+        where: str | None = Query(None, max_length=4000),
         count_only: bool = False,
     ) -> dict[str, Any]:
+        """Search; `where` adds a filter in the topic language, `topic_id` a saved topic."""
         filters = SearchFilters(
             since=_parse_time(since, "since"),
             until=_parse_time(until, "until"),
@@ -174,13 +177,22 @@ def create_app(
             categories=category,
             regions=_region_codes(region),
             needs_verification=needs_verification,
+            topic_ids=topic_id,
         )
         with rt.engine.connect() as conn:
             try:
+                if where:
+                    from tingfeng.search.service import where_ids
+
+                    filters.post_ids = where_ids(
+                        conn, where, since=filters.since, until=filters.until,
+                        source_ids=filters.source_ids or None,
+                    )  # fmt: skip
                 if count_only:
                     return {"count": count(conn, q, filters)}
                 page = search(conn, q, filters, sort=sort, limit=limit, offset=offset)
-            except QueryError as exc:
+            except (QueryError, ValueError) as exc:
+                # QuerySyntaxError is a ValueError: its message names the position.
                 raise HTTPException(422, str(exc)) from exc
             readings = readings_of(conn, [h.id for h in page.hits])
         return {
@@ -311,6 +323,10 @@ def create_app(
         except CollectError as exc:
             raise HTTPException(422, exc.message) from exc
         return {"post_id": post_id, "new": new}
+
+    from tingfeng.web.topics_events import register as register_topics_events
+
+    register_topics_events(app, rt.engine, templates)
 
     @app.get("/", response_class=HTMLResponse)
     def live(request: Request) -> HTMLResponse:

@@ -1,0 +1,373 @@
+"""Group matched posts into events as they are stored, and watch volumes for spikes.
+
+The event stage runs in the ingest transaction, after the topic stage:
+
+- posts that matched a topic go through the streaming grouper (tingfeng.events.grouping);
+- so do posts that repost or duplicate a post already in an event, even when they do not match
+  a topic themselves ("转发微博" matches nothing, but it is part of the story and its spread);
+- each post gets an `event_posts` row saying how it joined (new, repost, duplicate, content);
+- event rows get their counts and times; profile and grade are refreshed afterwards, at most
+  every `refresh_s` per event (tingfeng.events.profile), since that reads the event's posts;
+- hourly volumes of every topic and every event go through the spike detector; spikes are
+  stored once per series and hour.
+
+One grouper per process (like the near-duplicate memory): after a restart it is rebuilt from
+the stored members of recent events (`warm`). With several ingest processes each has its own
+memory; issue 9 moves it to shared state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
+
+from tingfeng.db.models import DetectorState, Event, EventPost, Post, SpikeRecord, utc_now
+from tingfeng.events.grouping import EventGrouper, GroupingParams, GroupItem
+from tingfeng.events.spikes import Spike, SpikeDetector, SpikeParams
+
+log = logging.getLogger(__name__)
+
+SPIKE_STATE = "spikes"
+OBSERVE_POSTS = 5000
+
+
+@dataclass(slots=True)
+class StoredPost:
+    """What grouping needs of a post being stored."""
+
+    id: int
+    source_id: int
+    title: str
+    text: str  # normalised
+    lang: str | None
+    published_at: datetime | None
+    reposts_of_id: int | None
+    dup_group: int | None
+    keywords: tuple[str, ...] = ()
+
+
+def stored_post(row: dict[str, Any], reading: Any) -> StoredPost:
+    keywords: tuple[str, ...] = ()
+    if reading is not None:
+        keywords = tuple(w for w, _ in reading.keywords[:8])
+    dup = row.get("dup_group")
+    return StoredPost(
+        id=row["id"],
+        source_id=row["source_id"],
+        title=row.get("title_norm") or "",
+        text=row.get("text_norm") or "",
+        lang=row.get("lang"),
+        published_at=row.get("published_at"),
+        reposts_of_id=row.get("reposts_of_id"),
+        dup_group=dup if dup is not None and dup != row["id"] else None,
+        keywords=keywords,
+    )
+
+
+def _item(post: StoredPost) -> GroupItem:
+    return GroupItem(
+        key=post.id,
+        text=post.text,
+        title=post.title,
+        lang=post.lang if post.lang in ("zh", "en") else None,
+        time=post.published_at,
+        parent=post.reposts_of_id,
+        duplicate_of=post.dup_group,
+        keywords=post.keywords,
+    )
+
+
+def event_title(title: str, text_: str, limit: int = 60) -> str:
+    """A first title for a new event: its first post's title, or the start of its text."""
+    base = (title or text_ or "").strip().replace("\n", " ")
+    return base if len(base) <= limit else base[: limit - 1] + "…"
+
+
+class EventStage:
+    """The streaming grouper and spike detector of one ingesting process."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        params: GroupingParams | None = None,
+        spike_params: SpikeParams | None = None,
+        *,
+        save_every_s: float = 300.0,
+    ) -> None:
+        self.engine = engine
+        self.grouper = EventGrouper(params)
+        self.spike_params = spike_params
+        self.spikes = SpikeDetector(spike_params)
+        self.save_every_s = save_every_s
+        self._saved_at = datetime.now(UTC)
+        self._warmed = False
+        self._decided = 0
+        self.touched: set[int] = set()
+
+    # -- restart ---------------------------------------------------------------------------
+
+    def warm(self, max_posts: int = 50_000) -> int:
+        """Rebuild the grouper from recent events' stored members and reload spike baselines."""
+        self._warmed = True
+        from tingfeng.events.decisions import last_decision_id
+
+        with self.engine.connect() as conn:
+            # Decisions made before now are already in the stored event ids restored below.
+            self._decided = last_decision_id(conn)
+            state = conn.execute(
+                select(DetectorState.state).where(DetectorState.name == SPIKE_STATE)
+            ).scalar()
+            if state:
+                try:
+                    self.spikes = SpikeDetector.from_state(state)
+                except (KeyError, TypeError, ValueError) as exc:
+                    log.warning("spike baselines could not be restored (%s); starting afresh", exc)
+            rows = conn.execute(
+                select(
+                    EventPost.event_id, Post.id, Post.title_norm, Post.text_norm, Post.lang,
+                    Post.published_at, Post.reposts_of_id, Post.dup_group, Post.source_id,
+                )
+                .join(Post, Post.id == EventPost.post_id)
+                .order_by(EventPost.post_id.desc())
+                .limit(max_posts)
+            ).all()  # fmt: skip
+            merged = dict(
+                conn.execute(
+                    select(Event.id, Event.merged_into).where(Event.merged_into.is_not(None))
+                ).all()
+            )
+        # Word weights are learned from the stream: let the grouper see recent posts first, so
+        # that the first posts after a restart are not compared with a handful of counts.
+        with self.engine.connect() as conn:
+            recent = conn.execute(
+                select(Post.title_norm, Post.text_norm, Post.lang)
+                .order_by(Post.id.desc())
+                .limit(OBSERVE_POSTS)
+            ).all()
+        self.grouper.observe(
+            GroupItem(key=-i, text=body or "", title=title or "", lang=lang)
+            for i, (title, body, lang) in enumerate(recent)
+        )
+        for event_id, pid, title, body, lang, published, parent, dup, sid in reversed(rows):
+            while event_id in merged:
+                event_id = merged[event_id]
+            post = StoredPost(
+                pid, sid, title or "", body or "", lang, published, parent,
+                dup if dup != pid else None,
+            )  # fmt: skip
+            self.grouper.restore(_item(post), event_id)
+        return len(rows)
+
+    # -- the stage ---------------------------------------------------------------------------
+
+    def group(
+        self,
+        conn: Connection,
+        posts: Sequence[StoredPost],
+        matched: dict[int, list[Any]],
+    ) -> dict[int, int]:
+        """Group the matched posts (and links to grouped ones); returns post id -> event id."""
+        if not self._warmed:
+            self.warm()
+        self.apply_decisions(conn)
+        self._observe_topics(posts, matched)
+        ordered = sorted(
+            posts, key=lambda p: (p.published_at or datetime.min.replace(tzinfo=UTC), p.id)
+        )
+        if (
+            not matched
+            and not self.grouper.open_events
+            and not any(p.reposts_of_id is not None or p.dup_group is not None for p in ordered)
+        ):
+            return {}
+        # Event ids are the grouper's; keep them above every stored id so they never collide.
+        top = conn.execute(select(func.max(Event.id))).scalar() or 0
+        self.grouper._next_id = max(self.grouper._next_id, top + 1)
+        known_events = set()
+        out: dict[int, int] = {}
+        rows = []
+        now = utc_now()
+        new_events: dict[int, StoredPost] = {}
+        candidates: list[StoredPost] = []
+        for post in ordered:
+            parent_event = self.grouper.event_of(post.reposts_of_id) if post.reposts_of_id else None
+            dup_event = self.grouper.event_of(post.dup_group) if post.dup_group else None
+            # Matched posts, and posts linked to a grouped one (in this batch too, in order).
+            if post.id not in matched and parent_event is None and dup_event is None:
+                continue
+            candidates.append(post)
+            before = self.grouper._next_id
+            event_id = self.grouper.add(_item(post))
+            if event_id >= before and event_id not in known_events:
+                joined = "new"
+                new_events[event_id] = post
+            elif parent_event is not None and parent_event == event_id:
+                joined = "repost"
+            elif dup_event is not None and dup_event == event_id:
+                joined = "duplicate"
+            else:
+                joined = "content"
+            known_events.add(event_id)
+            out[post.id] = event_id
+            rows.append(
+                {"post_id": post.id, "event_id": event_id, "joined_by": joined, "joined_at": now}
+            )
+        if not rows:
+            return {}
+        if new_events:
+            conn.execute(
+                insert(Event),
+                [
+                    {
+                        "id": eid,
+                        "title": event_title(p.title, p.text),
+                        "summary": "",
+                        "status": "open",
+                        "first_post_id": p.id,
+                        "first_source_id": p.source_id,
+                        "first_seen_at": p.published_at,
+                        "last_seen_at": p.published_at,
+                        "posts": 0,
+                        "profiled_posts": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for eid, p in new_events.items()
+                ],
+            )
+        conn.execute(insert(EventPost), rows)
+        self._bump_events(conn, candidates, out)
+        self._observe_events(candidates, out)
+        self.touched.update(out.values())
+        return out
+
+    def _bump_events(
+        self, conn: Connection, posts: Sequence[StoredPost], out: dict[int, int]
+    ) -> None:
+        added: dict[int, int] = defaultdict(int)
+        last: dict[int, datetime] = {}
+        for p in posts:
+            eid = out[p.id]
+            added[eid] += 1
+            if p.published_at is not None and (eid not in last or p.published_at > last[eid]):
+                last[eid] = p.published_at
+        now = utc_now()
+        for eid, n in added.items():
+            values: dict[str, Any] = {"posts": Event.posts + n, "updated_at": now}
+            if eid in last:
+                values["last_seen_at"] = func.coalesce(
+                    func.max(Event.last_seen_at, last[eid])
+                    if conn.dialect.name == "sqlite"
+                    else func.greatest(Event.last_seen_at, last[eid]),
+                    last[eid],
+                )
+            conn.execute(update(Event).where(Event.id == eid).values(**values))
+
+    def apply_decisions(self, conn: Connection) -> int:
+        """Apply merges and splits people made since the last look (in any process)."""
+        from tingfeng.events.decisions import pending_decisions
+
+        applied = 0
+        for d in pending_decisions(conn, self._decided):
+            self._decided = d.id
+            try:
+                if d.kind == "merge" and d.other_event_id is not None:
+                    self.grouper.merge(d.event_id, d.other_event_id)
+                elif d.kind == "split" and d.other_event_id is not None and d.post_ids:
+                    known = [k for k in d.post_ids if self.grouper.event_of(k) is not None]
+                    if known:
+                        self.grouper.split(d.event_id, known, new_id=d.other_event_id)
+            except (KeyError, ValueError) as exc:
+                # The grouper forgot one of the events (older than its memory): nothing to do.
+                log.info("decision %s not applied to the grouper: %s", d.id, exc)
+                continue
+            applied += 1
+        return applied
+
+    # -- spikes ------------------------------------------------------------------------------
+
+    def _observe_topics(self, posts: Sequence[StoredPost], matched: dict[int, list[Any]]) -> None:
+        for p in posts:
+            hits = matched.get(p.id)
+            if hits and p.published_at is not None:
+                for hit in hits:
+                    self.spikes.add_post(f"topic:{hit.topic_id}", p.published_at)
+
+    def _observe_events(self, posts: Sequence[StoredPost], out: dict[int, int]) -> None:
+        for p in posts:
+            if p.published_at is not None:
+                self.spikes.add_post(f"event:{out[p.id]}", p.published_at)
+
+    def flush_spikes(self, conn: Connection, until: datetime) -> list[Spike]:
+        """Store spikes of every hour completed before `until`; save baselines now and then."""
+        spikes = self.spikes.flush(until)
+        if spikes:
+            store_spikes(conn, spikes)
+        if (utc_now() - self._saved_at).total_seconds() >= self.save_every_s:
+            self.save_state(conn)
+        return spikes
+
+    def save_state(self, conn: Connection) -> None:
+        state = self.spikes.state()
+        now = utc_now()
+        exists = conn.execute(
+            select(DetectorState.name).where(DetectorState.name == SPIKE_STATE)
+        ).first()
+        if exists:
+            conn.execute(
+                update(DetectorState)
+                .where(DetectorState.name == SPIKE_STATE)
+                .values(state=state, updated_at=now)
+            )
+        else:
+            conn.execute(
+                insert(DetectorState).values(name=SPIKE_STATE, state=state, updated_at=now)
+            )
+        self._saved_at = now
+
+
+def store_spikes(conn: Connection, spikes: Iterable[Spike]) -> int:
+    """Insert spikes not stored yet (one per series and hour); returns how many were new."""
+    new = 0
+    now = utc_now()
+    for s in spikes:
+        exists = conn.execute(
+            select(SpikeRecord.id).where(SpikeRecord.series == s.series, SpikeRecord.hour == s.hour)
+        ).first()
+        if exists:
+            continue
+        conn.execute(
+            insert(SpikeRecord).values(
+                series=s.series,
+                hour=s.hour,
+                count=s.count,
+                expected=s.expected,
+                score=s.score,
+                ratio=s.ratio,
+                baseline=s.baseline,
+                detected_at=now,
+            )
+        )
+        new += 1
+    return new
+
+
+def events_of_posts(conn: Connection, post_ids: Sequence[int]) -> dict[int, int]:
+    if not post_ids:
+        return {}
+    ids = ",".join(str(int(i)) for i in post_ids)
+    return dict(
+        conn.execute(text(f"SELECT post_id, event_id FROM event_posts WHERE post_id IN ({ids})"))
+        .tuples()
+        .all()
+    )
+
+
+def hours_ago(t: datetime, hours: float) -> datetime:
+    return t - timedelta(hours=hours)

@@ -1,0 +1,294 @@
+"""What a document must contain for a query to match, and the multi-pattern scan that finds it.
+
+A query implies a CNF over "atoms" (a literal in the text or title, or a metadata condition):
+every matching document satisfies at least one atom of each clause. The matcher picks the
+clause least likely to fire as a topic's trigger, scans each document once for every topic's
+trigger literals (Hyperscan or pyahocorasick), and wakes only the topics whose trigger fired.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from functools import cache
+from itertools import product
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from tingfeng.topics.syntax import And, Field, Filter, Near, Node, Not, Or, Term
+
+try:  # Hyperscan is x86-64 Linux only; pyahocorasick is the portable fallback.
+    import hyperscan
+except ImportError:  # pragma: no cover - depends on the platform
+    hyperscan = None
+
+import ahocorasick
+
+__all__ = [
+    "Atom",
+    "Scanner",
+    "atom_cnf",
+    "atom_rate",
+    "hyperscan_available",
+    "make_scanner",
+    "required_literals",
+]
+
+# Distributing an OR over its operands' CNFs multiplies clause counts; past this many clauses
+# a weaker (still implied) constraint is kept instead: one clause per operand, joined.
+_MAX_CLAUSES = 64
+
+# Separates documents in one scan buffer. Queries cannot contain control characters, so no
+# pattern can match across it.
+_SEPARATOR = "\x00"
+
+
+class Atom(NamedTuple):
+    """`kind` "text" or "title": a literal (`text`, prefix when `wildcard`) in that text;
+    otherwise a metadata field name and its canonical value."""
+
+    kind: str
+    text: str
+    wildcard: bool = False
+
+    @property
+    def is_literal(self) -> bool:
+        return self.kind in ("text", "title")
+
+
+Clause = frozenset[Atom]
+
+
+def _simplify(clauses: Iterable[Clause]) -> list[Clause]:
+    """Deduplicated, without clauses implied by smaller ones (absorption), in a fixed order."""
+    unique = sorted(set(clauses), key=lambda c: (len(c), sorted(c)))
+    kept: list[Clause] = []
+    for clause in unique:
+        if not any(other <= clause for other in kept):
+            kept.append(clause)
+    return kept
+
+
+def atom_cnf(node: Node, scope: str = "text") -> list[Clause]:
+    """Clauses every matching document satisfies; [] when the query implies nothing positive.
+
+    Sound, not necessarily complete: NOT contributes nothing, and large ORs are weakened.
+    """
+    if isinstance(node, Term):
+        return [frozenset((Atom(scope, node.text, node.wildcard),))]
+    if isinstance(node, Filter):
+        return [frozenset((Atom(node.name, node.value),))]
+    if isinstance(node, Field):
+        return atom_cnf(node.child, node.name)
+    if isinstance(node, Near):
+        return _simplify(atom_cnf(node.left, scope) + atom_cnf(node.right, scope))
+    if isinstance(node, Not):
+        # NOT NOT x is x; any other NOT only removes matches.
+        return atom_cnf(node.child.child, scope) if isinstance(node.child, Not) else []
+    if isinstance(node, And):
+        return _simplify(c for child in node.children for c in atom_cnf(child, scope))
+    if isinstance(node, Or):
+        parts = [atom_cnf(child, scope) for child in node.children]
+        if any(not part for part in parts):
+            return []
+        clauses = parts[0]
+        for part in parts[1:]:
+            if len(clauses) * len(part) > _MAX_CLAUSES:
+                # Dropping clauses weakens a CNF, so this stays implied by the OR.
+                clauses, part = [min(clauses, key=len)], [min(part, key=len)]
+            clauses = _simplify(a | b for a, b in product(clauses, part))
+        return clauses
+    raise TypeError(f"not a query node: {node!r}")
+
+
+def required_literals(node: Node) -> list[frozenset[str]] | None:
+    """A CNF over positive literals: every matching document's normalised text contains at
+    least one literal of each set (a wildcard's prefix; title literals count, since the text
+    includes the title). None when the query implies no such constraint (field filters only).
+    """
+    clauses = [
+        frozenset(atom.text for atom in clause)
+        for clause in atom_cnf(node)
+        if all(atom.is_literal for atom in clause)
+    ]
+    simplified = _simplify(clauses)  # type: ignore[arg-type]
+    return [frozenset(c) for c in simplified] or None
+
+
+# --- How often an atom holds ------------------------------------------------------------------
+
+# Share of posts a metadata condition is guessed to hold for (no statistics at build time):
+# used only to prefer literal triggers, which are usually far more selective.
+_FILTER_RATES = {
+    "site": 0.2,
+    "source": 0.1,
+    "author": 0.01,
+    "lang": 0.5,
+    "region": 0.1,
+    "category": 0.1,
+    "sentiment": 0.4,
+    "level": 0.3,
+}
+
+
+@cache
+def _idf() -> tuple[dict[str, float], float]:
+    try:
+        from tingfeng.analyze.keywords import load_default_idf
+
+        table = load_default_idf()
+        return table.idf, table.default
+    except Exception:  # no table: fall back to guesses from the length alone
+        return {}, 12.0
+
+
+def atom_rate(atom: Atom) -> float:
+    """Rough share of posts in which `atom` holds, from the shipped IDF table.
+
+    A literal occurs only where each of its substrings occurs, so a literal missing from the
+    table is at most as common as its rarest known substring.
+    """
+    if not atom.is_literal:
+        return _FILTER_RATES.get(atom.kind, 0.2)
+    idf, default = _idf()
+    text = atom.text
+    value = idf.get(text)
+    if value is None:
+        value = default
+        for i in range(len(text)):
+            for j in range(i + 2, min(len(text), i + 8) + 1):
+                known = idf.get(text[i:j])
+                if known is not None and known > value:
+                    value = known
+        if len(text) == 1:
+            value = min(value, 5.0)
+    rate = min(1.0, math.exp(1.0 - value))
+    return min(1.0, rate * 3) if atom.wildcard else rate
+
+
+# --- Scanners ---------------------------------------------------------------------------------
+
+
+class Scanner(Protocol):
+    def scan(self, segments: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Which patterns occur in which segments: (segment indexes, pattern ids), one pair
+        per segment and pattern found, sorted by segment then pattern."""
+        ...
+
+
+def hyperscan_available() -> bool:
+    return hyperscan is not None
+
+
+def unique_ints(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (sort-based: faster here than np.unique,
+    which hashes first in NumPy 2)."""
+    if len(values) < 2:
+        return values
+    ordered = np.sort(values)
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
+_NO_PAIRS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
+def _pairs(
+    ids: list[int], ends: list[int], lengths: list[int], patterns: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (segment, pattern) pairs from matches given as pattern ids and exclusive end
+    offsets in the segments joined with one separator each."""
+    if not ids:
+        return _NO_PAIRS
+    starts = (
+        np.cumsum(np.asarray(lengths, dtype=np.int64) + 1) - np.asarray(lengths, dtype=np.int64) - 1
+    )
+    segment = np.searchsorted(starts, np.asarray(ends, dtype=np.int64) - 1, side="right") - 1
+    keys = unique_ints(segment * patterns + np.asarray(ids, dtype=np.int64))
+    return keys // patterns, keys % patterns
+
+
+class _HyperscanScanner:
+    """Literal-mode Hyperscan database; one scan per batch of documents.
+
+    Start offsets are not needed (a literal match starts `len(pattern)` bytes before its end),
+    so no pattern carries HS_FLAG_SOM_LEFTMOST. Scratch space is per thread, cloned on first use.
+    """
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        assert hyperscan is not None
+        self._count = len(patterns)
+        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self._db.compile(
+            expressions=[p.encode("utf-8") for p in patterns],
+            ids=list(range(len(patterns))),
+            elements=len(patterns),
+            flags=0,
+            literal=True,
+        )
+        self._prototype = hyperscan.Scratch(self._db)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def _scratch(self):
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            with self._lock:
+                scratch = self._prototype.clone()
+            self._local.scratch = scratch
+        return scratch
+
+    def scan(self, segments: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        encoded = [s.encode("utf-8") for s in segments]
+        ids: list[int] = []
+        ends: list[int] = []
+        add_id, add_end = ids.append, ends.append
+
+        # Called for every match: as little Python as possible.
+        def on_match(pid: int, start: int, end: int, flags: int, context: object) -> None:
+            add_id(pid)
+            add_end(end)
+
+        self._db.scan(b"\x00".join(encoded), on_match, scratch=self._scratch())
+        return _pairs(ids, ends, [len(b) for b in encoded], self._count)
+
+
+class _AhoScanner:
+    """pyahocorasick automaton over the same literals (character offsets)."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self._count = len(patterns)
+        self._automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        for pid, pattern in enumerate(patterns):
+            self._automaton.add_word(pattern, pid)
+        self._automaton.make_automaton()
+
+    def scan(self, segments: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        ids: list[int] = []
+        ends: list[int] = []
+        for end, pid in self._automaton.iter(_SEPARATOR.join(segments)):
+            ids.append(pid)
+            ends.append(end + 1)
+        return _pairs(ids, ends, [len(s) for s in segments], self._count)
+
+
+class _EmptyScanner:
+    def scan(self, segments: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        return _NO_PAIRS
+
+
+def make_scanner(patterns: Sequence[str], backend: str) -> Scanner:
+    """A scanner for `patterns` (distinct, non-empty); backend "hyperscan", "aho" or "auto"."""
+    if backend not in ("auto", "hyperscan", "aho"):
+        raise ValueError(f'backend must be "auto", "hyperscan" or "aho", not {backend!r}')
+    if backend == "hyperscan" and hyperscan is None:
+        raise ImportError("the hyperscan backend needs the hyperscan package")
+    if not patterns:
+        return _EmptyScanner()
+    if backend == "aho" or hyperscan is None:
+        return _AhoScanner(patterns)
+    return _HyperscanScanner(patterns)
