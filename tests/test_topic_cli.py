@@ -59,8 +59,8 @@ def cli(tmp_path: Path, db: str):  # type: ignore[no-untyped-def]
     runner = CliRunner()
     env = {"TINGFENG_CONFIG": "/nonexistent.toml", "TINGFENG_DATA_DIR": str(tmp_path / "var")}
 
-    def run(*args: str, check: bool = True) -> Result:
-        result = runner.invoke(app, ["--db", db, *args], env=env)
+    def run(*args: str, check: bool = True, **extra: str) -> Result:
+        result = runner.invoke(app, ["--db", db, *args], env=env | extra)
         if check and result.exit_code != 0:
             raise AssertionError(
                 f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
@@ -195,3 +195,27 @@ def test_search_takes_a_topic_language_filter_and_a_saved_topic(cli) -> None:  #
     assert bad.exit_code == 2 and "NEAR" in bad.stderr
     cli("topics", "add", "医疗投诉", "县 AND 投诉", "--rematch")
     assert cli("search", "医院", "--topic", "医疗投诉", "--count").stdout.strip() == "2"
+
+
+def test_a_configured_grading_model_is_used_and_a_broken_one_is_refused(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    from tingfeng.events.grading import GradingModel
+
+    cli("topics", "add", "医疗投诉", "医院 AND 投诉", "--rematch")
+    eid = str(json.loads(cli("events", "list", "--json").stdout)[0]["id"])
+    cli("events", "refresh", eid)
+    assert json.loads(cli("events", "show", eid, "--json").stdout)["level"] == "general"
+    strict = GradingModel.from_dict(
+        {
+            "thresholds": {"serious": 0.02, "major": 0.03, "critical": 0.04},
+            "hysteresis_margin": 0.005,
+        }
+    )
+    model = tmp_path / "grading.json"
+    model.write_text(strict.to_json(), encoding="utf-8")
+    cli("events", "refresh", eid, TINGFENG_GRADING_MODEL=str(model))
+    assert json.loads(cli("events", "show", eid, "--json").stdout)["level"] == "critical"
+    model.write_text('{"thresholds": {"serious": "high"}}', encoding="utf-8")
+    broken = cli("events", "refresh", eid, check=False, TINGFENG_GRADING_MODEL=str(model))
+    assert broken.exit_code == 2 and "grading model" in broken.stderr and "serious" in broken.stderr

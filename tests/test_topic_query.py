@@ -170,7 +170,7 @@ def test_region_names_resolve_to_division_codes() -> None:
         ("NOT a", 0, "nothing that must be present"),
         ("-a -b", 0, "nothing that must be present"),
         ("a OR NOT b", 0, "nothing that must be present"),
-        ("title:(site:a.com)", 7, 'cannot be used inside title:'),
+        ("title:(site:a.com)", 7, "cannot be used inside title:"),
         ("site:(a.com NEAR/2 b.com)", 12, "cannot be used inside site:"),
         ("title: x", 6, "value right after"),
         ("- a", 0, 'right after "-"'),
@@ -223,9 +223,13 @@ def test_limits() -> None:
         ("title:(地震 OR 余震) site:weibo.com", "title:(地震 OR 余震) AND site:weibo.com"),
         ('"climate change" NEAR/5 protest*', '"climate change" NEAR/5 protest*'),
         ("(a OR b) ONEAR/2 c", "(a OR b) ONEAR/2 c"),
-        ("region:杭州 sentiment:负面 level:IV x", "region:330100 AND sentiment:negative AND level:general AND x"),
+        (
+            "region:杭州 sentiment:负面 level:IV x",
+            "region:330100 AND sentiment:negative AND level:general AND x",
+        ),
         ('"a*" "(x)" "-1" "title:x" "AND"', '"a*" AND "(x)" AND "-1" AND "title:x" AND and'),
         ('author:"a b" x', 'author:"a b" AND x'),
+        (r'"他说\“好\”" x', r'"他说\“好\”" AND x'),
         ("NOT (a OR b) x", "NOT (a OR b) AND x"),
     ],
 )
@@ -246,18 +250,29 @@ def query_texts(draw: st.DrawFn, depth: int = 0) -> str:
     space = draw(st.sampled_from([" ", "  ", "\u3000", "\t"]))
     if kind <= 1:
         word = draw(st.sampled_from(_WORDS))
-        if word[0] in "+-" or ":" in word and not word.startswith("http"):
+        if word[0] in "+-" or (":" in word and not word.startswith("http")):
             return '"' + word + '"'
         return word + ("*" if draw(st.booleans()) and word.isalpha() and len(word) > 2 else "")
     if kind == 2:
-        words = draw(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=3))
+        words = draw(
+            st.lists(st.sampled_from([*_WORDS, '说"好"', "说“好”"]), min_size=1, max_size=3)
+        )
         opener, closer = draw(st.sampled_from([('"', '"'), ("“", "”"), ("＂", "＂")]))
-        return opener + " ".join(w.replace("\\", "\\\\").replace('"', '\\"') for w in words) + closer
+        escaped = ("".join("\\" + c if c in '\\"“”＂' else c for c in w) for w in words)
+        return opener + " ".join(escaped) + closer
     if kind == 3:
         return draw(
             st.sampled_from(
-                ["site:weibo.com", "lang:en", "sentiment:负面", "level:III", "source:7"]
-                + ['author:"Li Lei"', "category:health", "site:(qq.com OR sina.com.cn)"]
+                [
+                    "site:weibo.com",
+                    "lang:en",
+                    "sentiment:负面",
+                    "level:III",
+                    "source:7",
+                    'author:"Li Lei"',
+                    "category:health",
+                    "site:(qq.com OR sina.com.cn)",
+                ]
             )
         )
     left = draw(query_texts(depth + 1))

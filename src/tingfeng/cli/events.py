@@ -219,10 +219,15 @@ def events_refresh(
     """Recompute profiles, heat and grades now."""
     from sqlalchemy import select
 
+    from tingfeng.cli.main import settings_of
     from tingfeng.db.engine import write_transaction
     from tingfeng.db.models import Event
-    from tingfeng.events.profile import refresh_event
+    from tingfeng.events.profile import grading_model_for, refresh_event
 
+    try:
+        model = grading_model_for(settings_of(ctx).grading_model)
+    except (OSError, ValueError) as exc:
+        fail(f"the grading model {settings_of(ctx).grading_model} cannot be used: {exc}")
     engine = engine_of(ctx)
     with engine.connect() as conn:
         ids = (
@@ -232,7 +237,7 @@ def events_refresh(
         )
     for eid in ids:
         with write_transaction(engine) as conn:
-            values = refresh_event(conn, eid)
+            values = refresh_event(conn, eid, model=model)
         typer.echo(
             f"event {eid}: {values['level']} ({values['level_score']:.3f}), heat {values['heat']:.1f}"
         )

@@ -237,14 +237,9 @@ class Ingestor:
         self.topic_stage: Any = None
         self.event_stage: Any = None
         if settings.match_topics_on_ingest:
-            from tingfeng.events.grouping import GroupingParams
-            from tingfeng.events.stream import EventStage
             from tingfeng.topics.stream import TopicStage
 
             self.topic_stage = TopicStage(engine)
-            self.event_stage = EventStage(
-                engine, GroupingParams(window_hours=settings.event_window_hours)
-            )
         # Worker threads share one Ingestor; batches are stored one at a time so that duplicate
         # groups see each other's posts (and on SQLite only one writer runs at a time anyway).
         self._lock = threading.Lock()
@@ -451,8 +446,16 @@ class Ingestor:
         from tingfeng.topics.stream import new_post
 
         self.topic_stage.check()
-        if not self.topic_stage.active and not self.event_stage.grouper.open_events:
-            return
+        if self.event_stage is None:
+            if not self.topic_stage.active:
+                return
+            # Created on first need: the grouper loads a dictionary and warms on stored posts.
+            from tingfeng.events.grouping import GroupingParams
+            from tingfeng.events.stream import EventStage
+
+            self.event_stage = EventStage(
+                self.engine, GroupingParams(window_hours=self.settings.event_window_hours)
+            )
         matched = self.topic_stage.match(conn, [new_post(d.row, d.reading) for d in stored])
         stats.matched += len(matched)
         posts = [stored_post(d.row, d.reading) for d in stored]
@@ -471,11 +474,17 @@ class Ingestor:
         if now - self._refreshed < min(self.settings.event_refresh_s, 5.0):
             return
         self._refreshed = now
-        from tingfeng.events.profile import refresh_due
+        from tingfeng.events.profile import grading_model_for, refresh_due
 
         touched, stage.touched = list(stage.touched), set()
         t0 = time.perf_counter()
-        refresh_due(self.engine, touched, min_age_s=self.settings.event_refresh_s)
+        try:
+            model = grading_model_for(self.settings.grading_model)
+        except (OSError, ValueError) as exc:
+            log.error("grading model %s cannot be used (%s); using the defaults",
+                      self.settings.grading_model, exc)  # fmt: skip
+            model = None
+        refresh_due(self.engine, touched, min_age_s=self.settings.event_refresh_s, model=model)
         stats.add_stage("events", time.perf_counter() - t0)
 
     def _assign_groups(self, conn, new: list[Draft], stats: IngestStats) -> None:  # type: ignore[no-untyped-def]

@@ -6,9 +6,11 @@ character": `is_word_char`) must not touch another word character in the text, s
 not match `category` but does match `猫cat`. A wildcard `cat*` lifts the check at its end and
 its match runs on to the end of the word.
 
-`TopicMatcher` scans each batch of documents once for every topic's trigger literals
-(prefilter.py), then evaluates only the woken topics, as generated Python functions that read
-the scan's hit set and fall back to substring tests for the literals the scan does not cover.
+`TopicMatcher` scans each batch of documents once for the literals of every topic's gate (the
+two clauses of its CNF least likely to hold, prefilter.py); NumPy then keeps the (document,
+topic) pairs in which both gate clauses hold; only those are evaluated exactly, by Python
+functions generated from the trees that read the scan's hit sets and fall back to substring
+tests for literals the scan does not cover. `evaluate` is the slow reference.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ _GATE_CLAUSES = 2
 
 # Room for clause numbers when packing (row, clause) into one integer key.
 _MAX_CLAUSE_SLOTS = 64
+
+# Batches up to this size take the plain-Python path (`_match_one`).
+_SMALL_BATCH = 4
 
 # Documents per scan: large enough to amortise the call, small enough to keep buffers modest.
 _BATCH = 2048
@@ -324,48 +329,61 @@ def _needs_check(term: Term) -> bool:
     return is_word_char(term.text[0]) or (not term.wildcard and is_word_char(term.text[-1]))
 
 
-def _term_regex(term: Term) -> re.Pattern[str]:
-    """A match of `term` (for NEAR: the whole span, wildcard run included)."""
-    body = re.escape(term.text)
-    if is_word_char(term.text[0]):
-        body = f"(?<!{_W}){body}"
-    if is_word_char(term.text[-1]):
-        body += f"{_W}*+" if term.wildcard else f"(?!{_W})"
-    return re.compile(body)
+class _WordChars(dict[str, bool]):
+    """char -> is_word_char(char), filled on first sight (dict writes are atomic: thread-safe)."""
+
+    def __missing__(self, char: str) -> bool:
+        value = self[char] = is_word_char(char)
+        return value
 
 
-def _word_finder(term: Term) -> Callable[[str], bool]:
-    """Whether `term` occurs with its word boundaries: str.find, then the boundary regex
-    anchored at each hit (a regex search starting with a look-behind would try every
-    position in Python's engine; find skips to the candidates in C)."""
-    lit, match = term.text, _term_regex(term).match
-
-    def found(text: str) -> bool:
-        i = text.find(lit)
-        while i != -1:
-            if match(text, i) is not None:
-                return True
-            i = text.find(lit, i + 1)
-        return False
-
-    return found
+_WORD_CHARS = _WordChars()
 
 
 def _span_finder(terms: Sequence[Term]) -> Callable[[str], list[tuple[int, int, bool]]]:
-    compiled = [(t.text, _term_regex(t).match, has_cjk(t.text)) for t in terms]
+    """All matches of any of `terms` as (start, end, literal has CJK); a wildcard's match
+    runs on over the word characters that follow (so NEAR measures from the word's end).
+
+    str.find jumps to each occurrence in C; only the neighbours are checked in Python.
+    """
+    word = _WORD_CHARS
+    plans = [
+        (
+            t.text,
+            len(t.text),
+            word[t.text[0]],
+            word[t.text[-1]] and not t.wildcard,
+            word[t.text[-1]] and t.wildcard,
+            has_cjk(t.text),
+        )
+        for t in terms
+    ]
 
     def spans(text: str) -> list[tuple[int, int, bool]]:
         out = []
-        for lit, match, cjk in compiled:
+        size = len(text)
+        for lit, length, left, right, extend, cjk in plans:
             i = text.find(lit)
             while i != -1:
-                m = match(text, i)
-                if m is not None:
-                    out.append((i, m.end(), cjk))
+                end = i + length
+                if not (left and i and word[text[i - 1]]) and not (
+                    right and end < size and word[text[end]]
+                ):
+                    if extend:
+                        while end < size and word[text[end]]:
+                            end += 1
+                    out.append((i, end, cjk))
                 i = text.find(lit, i + 1)
         return out
 
     return spans
+
+
+def _word_finder(term: Term) -> Callable[[str], bool]:
+    """Whether `term` occurs with its word boundaries (see `_span_finder`)."""
+    spans = _span_finder((term,))
+    lit = term.text
+    return lambda text: lit in text and bool(spans(text))
 
 
 def _make_near(node: Near) -> Callable[[str], bool]:
@@ -582,6 +600,17 @@ class TopicMatcher:
         self._metadata_keys = keys
         self._always = np.asarray(always, dtype=np.int64)
         self._scan_titles = scan_titles
+        # The same gate as plain Python structures, for one post at a time (numpy calls cost
+        # more than they save on a single post).
+        self._trigger_lists = {a: tuple(sorted(set(t))) for a, t in triggers.items()}
+        self._extra_lists = [
+            tuple(
+                frozenset(a for a, o in zip(atoms, owners, strict=True) if o == number)
+                for number in range(max(owners, default=-1) + 1)
+            )
+            for atoms, owners in zip(extra_atoms, extra_clause, strict=True)
+        ]
+        self._always_list = tuple(always)
 
         compiler = _Compiler(patterns, self._scan_titles)
         sources = []
@@ -627,12 +656,14 @@ class TopicMatcher:
 
     def _match_batch(self, raw: Sequence[TopicDoc]) -> list[list[TopicHit]]:
         docs = [d if d.normalized else d.prepare() for d in raw]
+        if len(docs) <= _SMALL_BATCH:
+            return [self._match_one(doc) for doc in docs]
         out: list[list[TopicHit]] = [[] for _ in docs]
         candidates = self._candidates(docs)
         if candidates is None:
             return out
-        pairs, text_sets, title_sets = candidates
-        empty: set[int] = set()
+        pairs, text_found, title_found = candidates
+        empty: frozenset[int] = frozenset()
         tests, terms, ids, scopes = self._tests, self._terms, self._ids, self._scopes
         current = -1
         count = len(self.topics)
@@ -641,8 +672,8 @@ class TopicMatcher:
                 current = i
                 doc = docs[i]
                 x, tt, source_id, hits = doc.text, doc.title, doc.source_id, out[i]
-                h = text_sets.get(i, empty)
-                ht = title_sets.get(i, empty)
+                h = _found_in(text_found, i) or empty
+                ht = _found_in(title_found, i) or empty
             scope = scopes[k]
             if scope is not None and source_id not in scope:
                 continue
@@ -650,22 +681,48 @@ class TopicMatcher:
                 hits.append(TopicHit(ids[k], terms[k](x, tt, h, ht)))
         return out
 
-    def _candidates(
-        self, docs: Sequence[TopicDoc]
-    ) -> tuple[np.ndarray, dict[int, set[int]], dict[int, set[int]]] | None:
+    def _match_one(self, doc: TopicDoc) -> list[TopicHit]:
+        """The same steps as `_match_batch` for one prepared post, with sets, not arrays."""
+        size = len(self.patterns)
+        h = self._scanner.scan_one(doc.text)
+        ht = self._scanner.scan_one(doc.title) if self._scan_titles else frozenset()
+        atoms = set(h)
+        atoms.update(size + p for p in ht)
+        if self._metadata_keys:
+            for key in _doc_keys(doc):
+                atom = self._metadata_keys.get(key)
+                if atom is not None:
+                    atoms.add(2 * size + atom)
+        woken: set[int] = set(self._always_list)
+        for atom in atoms:
+            topics = self._trigger_lists.get(atom)
+            if topics is not None:
+                woken.update(topics)
+        hits: list[TopicHit] = []
+        x, tt = doc.text, doc.title
+        for k in sorted(woken):
+            if not all(atoms & clause for clause in self._extra_lists[k]):
+                continue
+            scope = self._scopes[k]
+            if scope is not None and doc.source_id not in scope:
+                continue
+            if self._tests[k](x, tt, h, ht, doc):
+                hits.append(TopicHit(self._ids[k], self._terms[k](x, tt, h, ht)))
+        return hits
+
+    def _candidates(self, docs: Sequence[TopicDoc]) -> tuple[np.ndarray, _Found, _Found] | None:
         """(doc * topics + topic) for each pair whose gate clauses all hold, sorted; and the
         pattern ids found in each text and title. One scan of the batch (two with titles),
         then numpy: topics woken by their first gate clause, kept if the others hold too."""
         size = len(self.patterns)
         segments, pids = self._scanner.scan([d.text for d in docs])
         doc_parts, atom_parts = [segments], [pids]
-        text_sets = _hit_sets(segments, pids)
-        title_sets: dict[int, set[int]] = {}
+        title_found = _NOTHING
         if self._scan_titles:
             title_segments, title_pids = self._scanner.scan([d.title for d in docs])
             doc_parts.append(title_segments)
             atom_parts.append(title_pids + size)
-            title_sets = _hit_sets(title_segments, title_pids)
+            title_found = (title_segments, title_pids)
         if self._metadata_keys:
             doc_index: list[int] = []
             atom_index: list[int] = []
@@ -704,7 +761,7 @@ class TopicMatcher:
             pairs = np.union1d(pairs, every)
         if not len(pairs):
             return None
-        return pairs, text_sets, title_sets
+        return pairs, (segments, pids), title_found
 
 
 def _csr(rows: dict[int, list[int]], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -734,16 +791,16 @@ def _spread(
     return np.repeat(keys, counts), run_start + np.arange(total)
 
 
-def _hit_sets(segments: np.ndarray, pids: np.ndarray) -> dict[int, set[int]]:
-    """Pattern ids found in each segment (pairs sorted by segment)."""
-    sets: dict[int, set[int]] = {}
-    if not len(segments):
-        return sets
-    cuts = (np.flatnonzero(np.diff(segments)) + 1).tolist()
-    ids = pids.tolist()
-    for start, end in zip([0, *cuts], [*cuts, len(ids)], strict=True):
-        sets[int(segments[start])] = set(ids[start:end])
-    return sets
+_Found = tuple[np.ndarray, np.ndarray]  # (segment, pattern id) pairs, sorted
+_NOTHING: _Found = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
+def _found_in(found: _Found, segment: int) -> set[int]:
+    """Pattern ids found in one segment (built only for documents with candidates)."""
+    segments, pids = found
+    low = int(np.searchsorted(segments, segment, side="left"))
+    high = int(np.searchsorted(segments, segment, side="right"))
+    return set(pids[low:high].tolist())
 
 
 def _resolve_backend(backend: str) -> str:

@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
+from tingfeng.analyze.normalize import normalize
 from tingfeng.db.models import Source, TopicMatch, utc_now
 from tingfeng.topics import TopicDoc, TopicHit, TopicMatcher
 from tingfeng.topics.store import list_topics, topics_stamp
-from tingfeng.topics.stored import host_of
+from tingfeng.topics.syntax import site_host
 
 log = logging.getLogger(__name__)
 
@@ -109,26 +110,29 @@ class TopicStage:
             for sid, name in conn.execute(
                 select(Source.id, Source.name).where(Source.id.in_(missing))
             ):
-                self._sources[sid] = name
+                self._sources[sid] = normalize(name)
         return self._sources
 
     def doc(self, post: NewPost, source_name: str) -> TopicDoc:
+        """A prepared document: the stored texts are normalised already, so only the short
+        fields are (normalising every post's text again was half the cost of matching)."""
         categories = set(post.categories)
         for slug in post.categories:
-            categories.update(n.lower() for n in self._category_names.get(slug, ()) if n)
+            categories.update(normalize(n) for n in self._category_names.get(slug, ()) if n)
         title = post.title_norm
         return TopicDoc(
             text=f"{title}\n{post.text_norm}" if title else post.text_norm,
             title=title,
-            site=host_of(post.url),
+            site=site_host(post.url) if post.url else "",
             source=source_name,
             source_id=post.source_id,
-            author=post.author or "",
+            author=normalize(post.author) if post.author else "",
             lang=post.lang,
             regions=post.regions,
             categories=frozenset(categories),
             sentiment=post.polarity,
             level=None,  # a new post has no event yet; `level:` is for search and reports
+            normalized=True,
         )
 
     def match(self, conn: Connection, posts: Sequence[NewPost]) -> dict[int, list[TopicHit]]:

@@ -46,6 +46,7 @@ __all__ = [
     "is_word_char",
     "iter_nodes",
     "parse_query",
+    "site_host",
     "to_text",
 ]
 
@@ -712,7 +713,8 @@ def _needs_quotes(text: str) -> bool:
 def _quote(text: str) -> str:
     if not _needs_quotes(text):
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    escaped = "".join("\\" + c if c in _CLOSE_QUOTE or c == "\\" else c for c in text)
+    return '"' + escaped + '"'
 
 
 _PRECEDENCE = {Or: 1, And: 2, Not: 3, Near: 4}
