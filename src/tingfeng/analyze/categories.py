@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from tingfeng.analyze.normalize import normalize
+from tingfeng.problems import ProblemsError
 
 __all__ = [
     "Category",
@@ -66,16 +67,10 @@ _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 Weight = Annotated[float, Strict(), Field(gt=0, le=10, allow_inf_nan=False)]
 
 
-class TaxonomyError(ValueError):
+class TaxonomyError(ProblemsError):
     """A taxonomy (or an edit of one) is invalid; `problems` lists each problem on its own."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(
-            problems[0]
-            if len(problems) == 1
-            else "invalid taxonomy:\n" + "\n".join(f"- {p}" for p in problems)
-        )
+    what = "taxonomy"
 
 
 def _check_terms(terms: Iterable[str], what: str) -> dict[str, str]:

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tingfeng.analyze.normalize import normalize
+from tingfeng.problems import ProblemsError
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -440,16 +441,10 @@ class GradingModel(_Strict):
         return json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=indent)
 
 
-class GradingModelError(ValueError):
+class GradingModelError(ProblemsError):
     """A grading model is invalid; `problems` has one line per problem."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(
-            problems[0]
-            if len(problems) == 1
-            else "invalid grading model:\n" + "\n".join(f"- {p}" for p in problems)
-        )
+    what = "grading model"
 
 
 def _describe(exc: ValidationError) -> list[str]:
