@@ -219,3 +219,15 @@ def test_a_configured_grading_model_is_used_and_a_broken_one_is_refused(  # type
     model.write_text('{"thresholds": {"serious": "high"}}', encoding="utf-8")
     broken = cli("events", "refresh", eid, check=False, TINGFENG_GRADING_MODEL=str(model))
     assert broken.exit_code == 2 and "grading model" in broken.stderr and "serious" in broken.stderr
+
+
+def test_source_tier_weighs_the_source_in_event_profiles(cli) -> None:  # type: ignore[no-untyped-def]
+    assert "地方媒体" in cli("source", "tier", "本地论坛", "local_media").stdout
+    assert "中央媒体" in cli("source", "tier", "本地论坛", "中央媒体").stdout
+    bad = cli("source", "tier", "本地论坛", "tabloid", check=False)
+    assert bad.exit_code == 2 and "central_media" in bad.stderr
+    cli("topics", "add", "医疗投诉", "医院 AND 投诉", "--rematch")
+    eid = str(json.loads(cli("events", "list", "--json").stdout)[0]["id"])
+    cli("events", "refresh", eid)
+    profile = json.loads(cli("events", "show", eid, "--json").stdout)["profile"]
+    assert set(profile["tiers"]) == {"central_media"}

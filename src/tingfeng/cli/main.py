@@ -308,6 +308,42 @@ def source_hot(
     )
 
 
+@source_app.command("tier")
+def source_tier(
+    ctx: typer.Context,
+    ref: str,
+    tier: Annotated[
+        str,
+        typer.Argument(
+            help="central_media, provincial_media, local_media, government, forum, "
+            "individual, other (or the Chinese label, e.g. 中央媒体)."
+        ),
+    ],
+) -> None:
+    """Set a source's media tier (媒体层级): it weighs the source in heat and grading."""
+    from sqlalchemy import update
+
+    from tingfeng.collect.sources import SourceNotFound, find_source
+    from tingfeng.db.engine import write_transaction
+    from tingfeng.db.models import Source
+    from tingfeng.events.heat import TIER_LABELS, MediaTier
+
+    by_label = {label: t for t, label in TIER_LABELS.items()}
+    value = by_label.get(tier.strip()) or (
+        MediaTier(tier.strip()) if tier.strip() in MediaTier.__members__ else None
+    )
+    if value is None:
+        allowed = ", ".join(f"{t.value} ({label})" for t, label in TIER_LABELS.items())
+        fail(f"unknown tier {tier!r}: use one of {allowed}")
+    try:
+        with write_transaction(engine_of(ctx)) as conn:
+            source = find_source(conn, ref)
+            conn.execute(update(Source).where(Source.id == source.id).values(tier=value.value))
+    except SourceNotFound as exc:
+        fail(str(exc))
+    typer.echo(f"{source.name}: {value.value} ({value.label})")
+
+
 @source_app.command("token")
 def source_token(ctx: typer.Context, ref: str) -> None:
     """Issue a new push token for a push source (the old one stops working)."""
