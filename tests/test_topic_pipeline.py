@@ -240,3 +240,29 @@ def test_topic_store_validates_and_keeps_versions(env: Env) -> None:
         renamed = update_topic(conn, topic.id, name="医疗投诉")
     assert changed.version == 2 and renamed.version == 2
     assert env.scalar(select(func.count()).select_from(TopicMatch)) == 0
+
+
+def test_a_surge_on_a_topic_is_stored_as_a_spike_once(env: Env) -> None:
+    from tingfeng.db.models import SpikeRecord
+
+    add_topics(env)
+    quiet = [
+        item(f"q{i}", f"萧山区一厂房起火，消防到场处置（第{i}次通报）", i * 360) for i in range(12)
+    ]
+    surge_start = 12 * 360 + 60
+    surge = [
+        item(f"s{i}", f"萧山化工厂爆炸起火，现场视频第{i}条", surge_start + i) for i in range(30)
+    ]
+    later = [item("z", "萧山区厂房起火后续：火已扑灭", surge_start + 180)]
+    ingestor = env.ingestor()
+    for batch in (quiet, surge, later):
+        ingestor.ingest(env.source, batch)
+    with env.engine.connect() as conn:
+        spikes = conn.execute(select(SpikeRecord.series, SpikeRecord.hour, SpikeRecord.count)).all()
+    topic_spikes = [s for s in spikes if s.series.startswith("topic:")]
+    assert len(topic_spikes) == 1
+    surge_hour = (T0 + timedelta(minutes=surge_start)).replace(minute=0)
+    assert topic_spikes[0].hour == surge_hour and topic_spikes[0].count == 30
+    ingestor.ingest(env.source, [item("z2", "萧山区厂房起火：调查进行中", surge_start + 300)])
+    with env.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(SpikeRecord)).scalar() == len(spikes)

@@ -22,10 +22,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from tingfeng.db.models import DetectorState, Event, EventPost, Post, SpikeRecord, utc_now
 from tingfeng.events.grouping import EventGrouper, GroupingParams, GroupItem
@@ -356,18 +356,3 @@ def store_spikes(conn: Connection, spikes: Iterable[Spike]) -> int:
         )
         new += 1
     return new
-
-
-def events_of_posts(conn: Connection, post_ids: Sequence[int]) -> dict[int, int]:
-    if not post_ids:
-        return {}
-    ids = ",".join(str(int(i)) for i in post_ids)
-    return dict(
-        conn.execute(text(f"SELECT post_id, event_id FROM event_posts WHERE post_id IN ({ids})"))
-        .tuples()
-        .all()
-    )
-
-
-def hours_ago(t: datetime, hours: float) -> datetime:
-    return t - timedelta(hours=hours)
