@@ -65,6 +65,15 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: Any) -> datetime | None:
+    """A timestamp read with raw SQL (ISO text on SQLite, a datetime on PostgreSQL) as aware UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 

@@ -176,6 +176,15 @@ class EventGrouper:
         event = self._events.get(self._resolve(event_id))
         return list(event.members) if event else []
 
+    @property
+    def next_id(self) -> int:
+        """The id the next new event will get (ids only grow)."""
+        return self._next_id
+
+    def reserve_ids(self, below: int) -> None:
+        """Give new events ids of at least `below` (lower ids are used elsewhere, e.g. stored)."""
+        self._next_id = max(self._next_id, below)
+
     def events(self) -> Iterator[int]:
         """Ids of the events the grouper remembers."""
         return iter(list(self._events))

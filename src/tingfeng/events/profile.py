@@ -12,14 +12,14 @@ import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from tingfeng.db.engine import write_transaction
-from tingfeng.db.models import Event, EventGrade, Source, utc_now
+from tingfeng.db.models import Event, EventGrade, Source, as_utc, utc_now
 from tingfeng.events.grading import (
     EventFacts,
     GradeState,
@@ -38,14 +38,6 @@ _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]?")
 _LINK = re.compile(r"https?://|www\.", re.I)
 _DIGIT = re.compile(r"\d")
 _SOCIAL_KINDS = frozenset({"replay", "json_api", "push"})
-
-
-def _aware(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        value = datetime.fromisoformat(str(value))
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _hour(t: datetime) -> datetime:
@@ -225,7 +217,7 @@ def _spread(conn: Connection, event_id: int, root: int | None) -> dict[str, Any]
     nodes, root_time = [], None
     for pid, parent, author, published in rows:
         if pid == root:
-            root_time = _aware(published)
+            root_time = as_utc(published)
             continue
         if parent is None:
             continue  # joined by content, not by a repost link: not part of the tree
@@ -234,7 +226,7 @@ def _spread(conn: Connection, event_id: int, root: int | None) -> dict[str, Any]
                 key=pid,
                 parent=parent if parent in members and parent != root else None,
                 author=author,
-                time=_aware(published),
+                time=as_utc(published),
             )
         )
     if not nodes:
@@ -261,7 +253,7 @@ def build_profile(conn: Connection, event_id: int) -> dict[str, Any]:
     ):
         per_source[sid] += 1
         engagement += (reposts or 0) + (comments or 0) + (likes or 0)
-        t = _aware(published)
+        t = as_utc(published)
         if t is None:
             continue
         times.append(t)
@@ -419,7 +411,7 @@ def refresh_event(
     profile = build_profile(conn, event_id)
     facts = facts_of(profile, model)
     state = GradeState.model_validate(row.grade_state) if row.grade_state else None
-    at = now or _aware(profile["last_seen_at"]) or utc_now()
+    at = now or as_utc(profile["last_seen_at"]) or utc_now()
     result = grade(facts, model, previous=state, now=at)
     profile.pop("sample_texts", None)
     new_state = result.state
@@ -428,8 +420,8 @@ def refresh_event(
         "summary": profile["summary"],
         "first_post_id": profile["first_post_id"],
         "first_source_id": profile["first_source_id"],
-        "first_seen_at": _aware(profile["first_seen_at"]),
-        "last_seen_at": _aware(profile["last_seen_at"]),
+        "first_seen_at": as_utc(profile["first_seen_at"]),
+        "last_seen_at": as_utc(profile["last_seen_at"]),
         "posts": profile["posts"],
         "heat": profile["heat"]["value"],
         "level": str(result.level),
@@ -485,7 +477,7 @@ def due_events(
         if at is None:
             out.append(eid)
             continue
-        age = (now - _aware(at)).total_seconds()
+        age = (now - as_utc(at)).total_seconds()
         grown = posts >= profiled * (1 + growth) and posts - profiled >= min_growth_posts
         if (grown and age >= min_gap_s) or (posts != profiled and age >= min_age_s):
             out.append(eid)

@@ -188,8 +188,7 @@ class EventStage:
             return {}
         # Event ids are the grouper's; keep them above every stored id so they never collide.
         top = conn.execute(select(func.max(Event.id))).scalar() or 0
-        self.grouper._next_id = max(self.grouper._next_id, top + 1)
-        known_events = set()
+        self.grouper.reserve_ids(top + 1)
         out: dict[int, int] = {}
         rows = []
         now = utc_now()
@@ -202,9 +201,9 @@ class EventStage:
             if post.id not in matched and parent_event is None and dup_event is None:
                 continue
             candidates.append(post)
-            before = self.grouper._next_id
+            before = self.grouper.next_id
             event_id = self.grouper.add(_item(post))
-            if event_id >= before and event_id not in known_events:
+            if event_id >= before:  # ids only grow: a new one is a new event
                 joined = "new"
                 new_events[event_id] = post
             elif parent_event is not None and parent_event == event_id:
@@ -213,7 +212,6 @@ class EventStage:
                 joined = "duplicate"
             else:
                 joined = "content"
-            known_events.add(event_id)
             out[post.id] = event_id
             rows.append(
                 {"post_id": post.id, "event_id": event_id, "joined_by": joined, "joined_at": now}

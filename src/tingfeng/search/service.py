@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, text
 
 from tingfeng.analyze.normalize import normalize, to_simplified
+from tingfeng.db.models import as_utc
 from tingfeng.search.index import key_at
 from tingfeng.search.query import And, Node, Not, QueryError, Term, parse_query
 from tingfeng.search.tokens import TermPattern, term_pattern
@@ -373,9 +374,6 @@ def search(
         f"p.text_clean, p.text_norm FROM {frm} WHERE {where} ORDER BY {order} "
         "LIMIT :limit OFFSET :offset"
     )
-    from tingfeng.db.models import UtcDateTime
-
-    conv = UtcDateTime()
     hits = []
     for row in conn.execute(text(sql), params):
         hits.append(
@@ -386,9 +384,7 @@ def search(
                 url=row.url,
                 author=row.author,
                 lang=row.lang,
-                published_at=conv.process_result_value(
-                    _as_datetime(row.published_at), conn.dialect
-                ),
+                published_at=as_utc(row.published_at),
                 dup_group=row.dup_group,
                 snippet_html=highlight(
                     row.text_clean or "", row.text_norm or "", cq.highlight_terms
@@ -396,12 +392,6 @@ def search(
             )
         )
     return SearchPage(hits=hits, query=query, sort=sort)
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
 
 
 def highlight(clean: str, norm: str, terms: tuple[str, ...], width: int = 80) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, delete, insert, text
 
 from tingfeng.db.engine import write_transaction
-from tingfeng.db.models import TopicMatch, utc_now
+from tingfeng.db.models import TopicMatch, as_utc, utc_now
 from tingfeng.topics import TopicHit
 from tingfeng.topics.store import get_topic
 from tingfeng.topics.stored import match_stored
@@ -63,10 +63,8 @@ def rematch_topic(engine: Engine, topic_id: int, *, group: bool = True) -> int:
                     )
                 )
             ]
-            from tingfeng.events.profile import _aware
-
             for p in posts:
-                p.published_at = _aware(p.published_at)
+                p.published_at = as_utc(p.published_at)
             stage.group(conn, posts, {p.id: [TopicHit(topic.id, ())] for p in posts})
             if posts:
                 times = [p.published_at for p in posts if p.published_at]

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, text
 
+from tingfeng.db.models import as_utc
 from tingfeng.search.query import MAX_TERMS
 from tingfeng.search.service import SearchFilters, highlight, matching_ids
 from tingfeng.topics import Topic, TopicDoc, TopicMatcher, parse_query, required_literals
@@ -197,21 +198,9 @@ def match_stored(
         hits = matcher.match_many([d for _, _, d in docs])
         for (pid, published, _), topic_hits in zip(docs, hits, strict=True):
             if topic_hits:
-                result.matches.append((pid, _as_datetime(published), topic_hits[0].terms))
+                result.matches.append((pid, as_utc(published), topic_hits[0].terms))
     result.matches.sort(key=lambda m: m[0])
     return result
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    from datetime import UTC
-
-    if value is None or isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def per_day(matches: StoredMatches, tz: str = "Asia/Shanghai") -> list[tuple[str, int]]:
@@ -249,7 +238,7 @@ def sample_posts(
                 "url": url,
                 "author": author,
                 "source_id": sid,
-                "published_at": (_as_datetime(published).isoformat() if published else None),
+                "published_at": (as_utc(published).isoformat() if published else None),
                 "terms": list(terms[pid]),
                 "snippet_html": highlight(clean or "", norm or "", tuple(terms[pid])),
             }

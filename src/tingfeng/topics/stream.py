@@ -87,7 +87,11 @@ class TopicStage:
             topics = list_topics(conn, enabled_only=True)
             from tingfeng.topics.stored import category_names
 
-            self._category_names = category_names(conn)
+            # Normalised once here, not for every post (the matcher compares normalised names).
+            self._category_names = {
+                slug: tuple(normalize(n) for n in names if n)
+                for slug, names in category_names(conn).items()
+            }
         self._sources.clear()
         built: list[Any] = []
         for topic in topics:
@@ -118,7 +122,7 @@ class TopicStage:
         fields are (normalising every post's text again was half the cost of matching)."""
         categories = set(post.categories)
         for slug in post.categories:
-            categories.update(normalize(n) for n in self._category_names.get(slug, ()) if n)
+            categories.update(self._category_names.get(slug, ()))
         title = post.title_norm
         return TopicDoc(
             text=f"{title}\n{post.text_norm}" if title else post.text_norm,
