@@ -16,6 +16,8 @@
    TF-IDF + average-linkage baseline, grouping speed and the CED repost share.
 6. Spikes (`bench/spikes.py`): detection delay and false spikes per week on CrisisLexT26,
    against a naive fixed-ratio detector. 7. Spread (`bench/spread.py`): CED repost trees.
+8. Alerts (`bench/alerts.py`): push → webhook latency p50/p95/p99, lost and duplicated, at
+   100 and 1,000 posts/s, against the same pipeline with the sender only polling.
 
 Prints a table, writes JSON to bench/results/, records the machine.
 """
@@ -202,11 +204,11 @@ def main() -> int:
     parser.add_argument(
         "what",
         nargs="?",
-        choices=("all", "ingest", "analysis", "topics", "events", "spikes", "spread"),
+        choices=("all", "ingest", "analysis", "topics", "events", "spikes", "spread", "alerts"),
         default="all",
         help="ingest (with search, which reads the ingested database), analysis, topics "
         "(matching throughput), events (grouping quality and speed), spikes (CrisisLexT26), "
-        "spread (CED repost trees), or all (default)",
+        "spread (CED repost trees), alerts (push to webhook latency), or all (default)",
     )
     parser.add_argument("--ced", type=Path, default=DEFAULT_CED, help="CED cascades file")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data directory")
@@ -247,7 +249,7 @@ def main() -> int:
         )
         analysis.print_table(result)
         _write(args.out, "analysis", result, latest=False)
-    for name in ("topics", "events", "spikes", "spread"):
+    for name in ("topics", "events", "spikes", "spread", "alerts"):
         if args.what in ("all", name):
             _run_module(name, args)
     return 0

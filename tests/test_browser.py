@@ -109,3 +109,51 @@ def test_topic_page_previews_a_draft_and_shows_query_errors(web, browser) -> Non
     page.wait_for_selector("tr[data-topic]")
     assert "医疗投诉" in page.inner_text("#topics")
     page.close()
+
+
+def test_alerts_page_shows_new_alerts_live_and_acknowledges_them(web, browser) -> None:  # type: ignore[no-untyped-def]
+    client, settings = web
+    sid, token = push_source(settings)
+    r = client.post(
+        "/api/v1/alert-rules", json={"name": "爆炸", "conditions": {"query": "爆炸"}, "per": "post"}
+    )
+    assert r.status_code == 201, r.text
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(str(client.base_url) + "/alerts")
+    page.wait_for_selector("text=没有待确认的预警")
+    assert page.inner_text("#open-count") == "0"
+    r = client.post(
+        f"/api/v1/sources/{sid}/posts",
+        headers={"Authorization": f"Bearer {token}"},
+        json=[
+            {
+                "id": "1",
+                "text": "化工厂仓库发生爆炸 &lt;img src=x onerror=window.__xss=1&gt;现场浓烟滚滚",
+            },
+            {"id": "2", "text": "今天天气很好"},
+        ],
+    )
+    assert r.json()["stored"] == 2
+    # The alert arrives without a reload; the header count and the nav badge follow.
+    page.wait_for_selector("tr[data-alert]", timeout=15000)
+    row = page.locator("tr[data-alert]")
+    assert row.count() == 1 and "化工厂仓库发生爆炸" in row.inner_text()
+    assert "<img src=x" in row.inner_text()  # shown as text, never as an element
+    assert page.locator("#alerts img").count() == 0
+    page.wait_for_function("document.getElementById('open-count').innerText === '1'")
+    assert page.inner_text("#nav-alert-badge") == "1"
+
+    page.fill("#ack-by", "张三")
+    page.click("tr[data-alert] button.ack")
+    page.wait_for_function(
+        "document.querySelector('tr[data-alert] .status').innerText.includes('已确认')"
+    )
+    assert "张三" in row.inner_text() and row.locator("button.ack").count() == 0
+    page.wait_for_function("document.getElementById('open-count').innerText === '0'")
+    assert page.evaluate("localStorage.getItem('tingfeng.ackBy')") == "张三"
+    alert_id = int(row.get_attribute("data-alert"))
+    detail = client.get(f"/api/v1/alerts/{alert_id}").json()
+    assert detail["status"] == "acknowledged" and detail["acked_by"] == "张三"
+    assert detail["acked_via"] == "web"
+    assert page.evaluate("window.__xss") is None
+    page.close()

@@ -1,9 +1,11 @@
 """Running Tingfeng: everything in one process (embedded), or one role of a scale-out setup.
 
-all        web + scheduler + queue workers in one process (SQLite, no other server)
+all        web + scheduler + queue workers + alert clock + outbox sender, in one process (SQLite,
+           no other server)
 web        the web application and API only
-scheduler  enqueues due sources; run exactly one
-worker     consumes the queue; run as many as the load needs
+scheduler  enqueues due sources and runs the alert clock (escalations, digests, missing shift
+           reports); run exactly one
+worker     consumes the queue and sends the outbox; run as many as the load needs
 """
 
 from __future__ import annotations
@@ -50,36 +52,91 @@ def make_consumer(queue: Queue, workers: int) -> Any:
     )
 
 
+def start_alerts(queue: Queue, *, clock: bool, dispatcher: bool) -> list[Any]:
+    """The alert clock (one per installation) and the outbox sender (any number), in threads."""
+    from tingfeng.alerts.clock import AlertClock
+    from tingfeng.alerts.dispatch import Dispatcher
+    from tingfeng.alerts.engine import AlertContext
+
+    settings = queue.runtime.settings
+    engine = queue.runtime.engine
+    started: list[Any] = []
+    if dispatcher:
+        started.append(Dispatcher(engine, settings).start())
+    if clock:
+        alert_clock = AlertClock(engine, AlertContext(settings), settings.alert_clock_s, _now)
+        threading.Thread(target=alert_clock.run, name="alert-clock", daemon=True).start()
+        started.append(alert_clock)
+    return started
+
+
+def run_worker(queue: Queue, workers: int) -> None:
+    """The queue consumer and the outbox sender. A stop signal reaches the sender first: Huey's
+    threads may sleep for seconds before they notice it, and the sender must not keep claiming
+    messages meanwhile."""
+    from huey.consumer import ConsumerStopped
+
+    (dispatcher,) = start_alerts(queue, clock=False, dispatcher=True)
+    consumer = make_consumer(queue, workers)
+    consumer.start()  # installs Huey's signal handlers; ours go in front of them
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        dispatcher.request_stop()
+        handler = handlers[signum]
+        if callable(handler):
+            handler(signum, frame)
+
+    for sig in handlers:
+        signal.signal(sig, on_signal)
+    try:
+        health = None
+        while True:  # Consumer.run without its start()
+            try:
+                health = consumer.loop(health)
+            except ConsumerStopped:
+                break
+    finally:
+        dispatcher.stop()
+
+
 def run_role(settings: Settings, role: str) -> None:
     # Huey logs every task at INFO; with a source every few seconds that drowns everything else.
     logging.getLogger("huey").setLevel(max(logging.WARNING, logging.getLogger().level))
     queue = build_queue(settings)
     if role == "worker":
-        make_consumer(queue, settings.workers).run()
+        run_worker(queue, settings.workers)
         return
     if role == "scheduler":
         loop = make_scheduler(queue)
+        alerts = start_alerts(queue, clock=True, dispatcher=False)
         signal.signal(signal.SIGTERM, lambda *_: loop.stop())
         signal.signal(signal.SIGINT, lambda *_: loop.stop())
         log.info("scheduler running (tick %.1fs)", settings.scheduler_tick_s)
         loop.run()
+        for part in alerts:
+            part.stop()
         return
     import uvicorn
 
     from tingfeng.web.app import create_app
 
     consumer = loop = None
+    alerts: list[Any] = []
     if role == "all":
         consumer = make_consumer(queue, settings.workers)
         consumer.start()
         loop = make_scheduler(queue)
         threading.Thread(target=loop.run, name="scheduler", daemon=True).start()
+        alerts = start_alerts(queue, clock=True, dispatcher=True)
     app = create_app(settings, queue=queue)
     try:
         uvicorn.run(app, host=settings.web_host, port=settings.web_port, log_level="warning")
     finally:
         if loop is not None:
             loop.stop()
+        for part in alerts:
+            part.stop()  # the sender finishes and records the messages in flight
         if consumer is not None:
             consumer.stop(graceful=True)
         queue.runtime.close()

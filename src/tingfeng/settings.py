@@ -162,6 +162,60 @@ class Settings(BaseSettings):
         le=1.0,
         description='Probability above which a post is flagged "needs verification".',
     )
+    public_url: str = Field(
+        "",
+        description="The address people use to reach this Tingfeng (for links in alert messages), "
+        "e.g. https://yq.example.gov.cn. Empty: http://WEB_HOST:WEB_PORT.",
+    )
+    secret_key: str = Field(
+        "",
+        description="Signs acknowledge links in messages. Empty: a random key is made once and kept "
+        "in DATA_DIR/secret_key. Set the same value on every machine of a scale-out setup.",
+    )
+    alert_language: str = Field(
+        "zh", pattern="^(zh|en)$", description="Language of alert messages: zh or en."
+    )
+    smtp_host: str = Field("", description="Mail server for e-mail alerts; empty: no e-mail.")
+    smtp_port: int = Field(25, description="Mail server port (587 for STARTTLS, 465 for SSL).")
+    smtp_security: str = Field(
+        "none", pattern="^(none|starttls|ssl)$", description="none, starttls or ssl."
+    )
+    smtp_username: str = Field("", description="Mail server user name, if it wants one.")
+    smtp_password: str = Field("", description="Mail server password.")
+    smtp_from: str = Field(
+        "tingfeng@localhost", description="Sender address of e-mail alerts (From:)."
+    )
+    delivery_timeout_s: float = Field(
+        10.0, description="Seconds one message may take to send before it counts as failed."
+    )
+    delivery_max_attempts: int = Field(
+        20,
+        ge=1,
+        description="Attempts before a message is given up as failed (shown on the alerts page); "
+        "with the default backoff that is about a day.",
+    )
+    delivery_backoff_s: float = Field(
+        2.0, description="Wait after the first failed attempt; doubles after each further one."
+    )
+    delivery_max_backoff_s: float = Field(
+        3600.0, description="Longest wait between two attempts of one message."
+    )
+    outbox_poll_s: float = Field(
+        1.0,
+        description="How often a worker looks at the outbox for messages that other processes "
+        "wrote (in one process new alerts wake it at once).",
+    )
+    outbox_wake: bool = Field(
+        True,
+        description="Wake the sender of this process as soon as alerts are written. Off: it only "
+        "polls (the benchmark's baseline).",
+    )
+    alert_clock_s: float = Field(
+        10.0, description="How often escalations, digests and missing shift reports are checked."
+    )
+    duty_report_grace_minutes: int = Field(
+        30, description="Minutes after a shift ends before its missing report is alerted."
+    )
     log_level: str = Field("INFO", description="Logging level.")
 
     @field_validator("fetch_allowed_networks", mode="before")

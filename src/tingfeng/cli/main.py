@@ -745,8 +745,41 @@ def bench_ingest(
             typer.echo(f"{key:>16}: {value}")
 
 
+@bench_app.command("alerts")
+def bench_alerts(
+    rate: Annotated[float, typer.Option("--rate", help="Posts per second pushed.")] = 100.0,
+    seconds: Annotated[float, typer.Option("--seconds", help="How long to push.")] = 10.0,
+    fire_every: Annotated[
+        int, typer.Option("--fire-every", help="One post in N fires the rule.")
+    ] = 20,
+    no_wake: Annotated[
+        bool, typer.Option("--no-wake", help="Baseline: the sender only polls the outbox.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Alert latency from push to a webhook receiver, with lost and duplicated alerts, on a
+    fresh embedded instance (its own temporary database and `tingfeng serve`)."""
+    from tingfeng.alerts.bench import run_alert_bench
+
+    if rate <= 0 or seconds <= 0 or fire_every < 1:
+        fail("--rate and --seconds must be positive and --fire-every at least 1")
+    try:
+        result = run_alert_bench(rate, seconds, fire_every=fire_every, wake=not no_wake)
+    except RuntimeError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key:>22}: {value}")
+
+
 # Registers the analysis commands (eval, train, reanalyze, analyze, category) on `app`.
+from tingfeng.cli import alerts as _alerts  # noqa: E402, F401
 from tingfeng.cli import analysis as _analysis  # noqa: E402, F401
+
+# Registers `people`, `duty` and `alerts` (the office, the duty roster, alert rules and channels).
+from tingfeng.cli import duty as _duty  # noqa: E402, F401
 
 # Registers `topics` and `events` (the topic language, events, grading).
 from tingfeng.cli import events as _events  # noqa: E402, F401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -147,10 +148,25 @@ def issue_push_token(conn: Connection, source_id: int) -> str:
     return token
 
 
+# Tokens already verified against a stored hash: argon2 takes ~0.2 s by design, which a
+# platform pushing many times a second must not pay on every request. Keyed by the stored hash
+# too, so issuing a new token (a new hash) leaves the old one unverified.
+_VERIFIED: dict[tuple[str, str], None] = {}
+_VERIFIED_MAX = 1024
+
+
 def verify_push_token(source: Source, token: str) -> bool:
     if not source.push_token_hash or not token:
         return False
+    key = (source.push_token_hash, hashlib.sha256(token.encode()).hexdigest())
+    if key in _VERIFIED:
+        return True
     try:
-        return _HASHER.verify(source.push_token_hash, token)
+        ok = _HASHER.verify(source.push_token_hash, token)
     except (VerifyMismatchError, InvalidHashError):
         return False
+    if ok:
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[key] = None
+    return ok

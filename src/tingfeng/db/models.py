@@ -1,4 +1,4 @@
-"""The schema: sources, posts, readings, topics and events.
+"""The schema: sources, posts, readings, topics, events, the office, alerts and duty.
 
 Times are stored in UTC (`UtcDateTime` makes them aware on the way out on both SQLite and
 PostgreSQL). The same models serve both databases; Alembic migrations in `migrations/` create
@@ -409,3 +409,256 @@ class DetectorState(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+# --- the office: people and departments (sign-in arrives with the web application) -------------
+
+
+class Department(Base):
+    """单位、科室: an organisational unit, in a hierarchy (parent_id)."""
+
+    __tablename__ = "departments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class User(Base):
+    """A person of the office: who receives alerts, who is on duty, who acknowledges."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(24), default="analyst")
+    department_id: Mapped[int | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="SET NULL"), nullable=True
+    )
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+# --- alerts (预警): rules, channels, the alerts themselves, the outbox, escalation ------------
+
+
+class AlertRule(Base):
+    """When to warn whom, how: conditions, recipients, channels, de-duplication, rate, digest."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # See tingfeng.alerts.rules.Conditions.
+    conditions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # "event": one alert per event (posts of the event fold into it); "post": one per post.
+    per: Mapped[str] = mapped_column(String(8), default="event")
+    # See tingfeng.alerts.recipients.Recipients.
+    recipients: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    channel_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    level: Mapped[str] = mapped_column(String(16), default="general")
+    dedup_window_s: Mapped[int] = mapped_column(Integer, default=86400)
+    rate_limit_per_hour: Mapped[int] = mapped_column(Integer, default=30)
+    digest_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    escalate: Mapped[bool] = mapped_column(Boolean, default=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Channel(Base):
+    """Where messages go besides the in-app list: e-mail, a webhook, or an apprise URL."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # email, webhook, apprise
+    target: Mapped[str] = mapped_column(Text, default="")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Alert(Base):
+    """预警: raised by a rule (or by a missing duty report), with why it fired."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("alert_rules.id", ondelete="SET NULL"), nullable=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), default="rule")  # rule, duty
+    # "rule:subject" (e.g. "3:event:17"); with seq, unique: an alert per rule, subject, window.
+    dedup_key: Mapped[str] = mapped_column(String(120))
+    seq: Mapped[int] = mapped_column(Integer, default=1)
+    subject: Mapped[str] = mapped_column(String(60))  # post:5, event:17, spike:topic:3, shift:2
+    event_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    post_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    last_post_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    hits: Mapped[int] = mapped_column(Integer, default=1)
+    level: Mapped[str] = mapped_column(String(16), default="general")
+    title: Mapped[str] = mapped_column(Text, default="")
+    excerpt: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open, acknowledged
+    # "sent": messages queued at once; "held": waiting for a digest (digest mode, rate limit).
+    delivery: Mapped[str] = mapped_column(String(8), default="sent")
+    acked_by_user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    acked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    acked_via: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    escalation_step: Mapped[int] = mapped_column(Integer, default=0)
+    escalation_level: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    next_escalation_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    window_until: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (
+        UniqueConstraint("dedup_key", "seq", name="uq_alerts_dedup_key_seq"),
+        Index("ix_alerts_event_id", "event_id"),
+        Index("ix_alerts_due", "status", "next_escalation_at"),
+        Index("ix_alerts_created_at", "created_at"),
+    )
+
+
+class AlertLog(Base):
+    """What happened to an alert: fired, folded, escalated, acknowledged, level raised."""
+
+    __tablename__ = "alert_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    what: Mapped[str] = mapped_column(String(16))
+    by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    __table_args__ = (Index("ix_alert_log_alert_id", "alert_id"),)
+
+
+class Delivery(Base):
+    """The outbox: one message to one recipient on one channel, sent at most once when it can be.
+
+    Written in the same transaction as what caused it; `key` is unique, so re-running the cause
+    adds nothing twice. Channel NULL is the in-app list (delivered by being written).
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(160), unique=True)
+    alert_id: Mapped[int | None] = mapped_column(
+        ForeignKey("alerts.id", ondelete="CASCADE"), nullable=True
+    )
+    # alert, escalation, level_up, digest, duty
+    purpose: Mapped[str] = mapped_column(String(16), default="alert")
+    channel_id: Mapped[int | None] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), nullable=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True
+    )
+    address: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    message: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # pending, sending, sent, failed (gave up after max attempts; shown on the alerts page),
+    # cancelled (an escalation message not yet sent when the alert was acknowledged)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    read_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_user_id", "user_id", "channel_id", "read_at"),
+        Index("ix_deliveries_alert_id", "alert_id"),
+    )
+
+
+class EscalationPolicy(Base):
+    """逐级上报: for one level, who is told next when an alert is not acknowledged in time."""
+
+    __tablename__ = "escalation_policies"
+
+    level: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # [{"after_minutes": 15, "recipients": {...}, "channel_ids": [...]}, ...]: each step's delay
+    # counts from the step before (the first from the alert); see tingfeng.alerts.escalation.
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # After the last step: tell its recipients again every `repeat_minutes`, at most `max_repeats`.
+    repeat_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    max_repeats: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+# --- duty (值班): shifts, swaps and shift reports ----------------------------------------------
+
+
+class DutyShift(Base):
+    """A recurring shift (白班 08:00 for 12 h…) with its rotation of people per duty role."""
+
+    __tablename__ = "duty_shifts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    starts_at: Mapped[str] = mapped_column(String(5))  # "08:00", local time
+    hours: Mapped[float] = mapped_column(Float)
+    days: Mapped[str] = mapped_column(String(10), default="all")  # all, workdays, restdays
+    # {"A": [user ids in rotation order], "B": [...]}: the nth occurrence goes to member n % len.
+    rotation: Mapped[dict[str, list[int]]] = mapped_column(JSON, default=dict)
+    starts_on: Mapped[str] = mapped_column(String(10))  # first occurrence, "2026-11-02"
+    # Who is told when a shift's report is missing (tingfeng.alerts.recipients.Recipients).
+    report_to: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class DutySwap(Base):
+    """换班: one occurrence of a shift taken by someone else than the rotation says."""
+
+    __tablename__ = "duty_swaps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    shift_id: Mapped[int] = mapped_column(ForeignKey("duty_shifts.id", ondelete="CASCADE"))
+    on_date: Mapped[str] = mapped_column(String(10))  # the occurrence's start date
+    role: Mapped[str] = mapped_column(String(8), default="A")
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    replaces_user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (
+        UniqueConstraint("shift_id", "on_date", "role", name="uq_duty_swaps_occurrence"),
+    )
+
+
+class ShiftReport(Base):
+    """At a shift's end: its notable items and handover notes, or a zero report (零报告)."""
+
+    __tablename__ = "shift_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    shift_id: Mapped[int] = mapped_column(ForeignKey("duty_shifts.id", ondelete="CASCADE"))
+    on_date: Mapped[str] = mapped_column(String(10))
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(8))  # notable, zero
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    handover: Mapped[str] = mapped_column(Text, default="")
+    filed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (UniqueConstraint("shift_id", "on_date", name="uq_shift_reports_occurrence"),)

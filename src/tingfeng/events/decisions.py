@@ -8,7 +8,7 @@ split event join that half, and a merged event takes the other's posts and repos
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -128,7 +128,13 @@ def split_event(
 
 
 def override_grade(
-    conn: Connection, event_id: int, level: str, *, reason: str, by: str
+    conn: Connection,
+    event_id: int,
+    level: str,
+    *,
+    reason: str,
+    by: str,
+    on_level: Callable[[Connection, int, str | None, str], None] | None = None,
 ) -> dict[str, Any]:
     """Set an event's level by hand; the reason is required and kept in the history."""
     event_id = resolve(conn, event_id)
@@ -168,6 +174,8 @@ def override_grade(
         )
     )
     _record(conn, "override", event_id, level=str(lvl), reason=reason, by=by)
+    if on_level is not None and row.level != str(lvl):
+        on_level(conn, event_id, row.level, str(lvl))
     return grade
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,9 @@ from tingfeng.events.heat import HeatInputs, MediaTier, heat_index
 from tingfeng.events.spread import SpreadNode, spread_path
 
 log = logging.getLogger(__name__)
+
+# Told when an event's level changes: (conn, event_id, old level or None, new level).
+LevelListener = Callable[[Connection, int, "str | None", str], None]
 
 SAMPLE = 2000
 MAX_SPREAD_NODES = 200_000
@@ -405,8 +408,12 @@ def refresh_event(
     *,
     model: GradingModel | None = None,
     now: datetime | None = None,
+    on_level: LevelListener | None = None,
 ) -> dict[str, Any]:
-    """Recompute the profile, heat and grade of one event and store them."""
+    """Recompute the profile, heat and grade of one event and store them.
+
+    `on_level(conn, event_id, old, new)` is called when the level changes (alerts listen).
+    """
     row = conn.execute(select(Event).where(Event.id == event_id)).one()
     profile = build_profile(conn, event_id)
     facts = facts_of(profile, model)
@@ -447,6 +454,8 @@ def refresh_event(
                 explanation=result.to_dict(),
             )
         )
+        if on_level is not None:
+            on_level(conn, event_id, row.level, str(result.level))
     return values
 
 
@@ -510,6 +519,7 @@ def refresh_due(
     min_age_s: float = 60.0,
     limit: int = 5,
     model: GradingModel | None = None,
+    on_level: LevelListener | None = None,
 ) -> int:
     """Refresh the stale ones among `event_ids` (at most `limit`, largest first)."""
     with engine.connect() as conn:
@@ -521,7 +531,7 @@ def refresh_due(
     for eid in sorted(due, key=lambda e: -sizes.get(e, 0))[:limit]:
         try:
             with write_transaction(engine) as conn:
-                refresh_event(conn, eid, model=model)
+                refresh_event(conn, eid, model=model, on_level=on_level)
             done += 1
         except Exception:  # one event's profile must never stop ingest
             log.exception("could not refresh event %s", eid)

@@ -109,6 +109,7 @@ class EventStage:
         self._warmed = False
         self._decided = 0
         self.touched: set[int] = set()
+        self.last_new: dict[int, int] = {}
 
     # -- restart ---------------------------------------------------------------------------
 
@@ -173,6 +174,7 @@ class EventStage:
         matched: dict[int, list[Any]],
     ) -> dict[int, int]:
         """Group the matched posts (and links to grouped ones); returns post id -> event id."""
+        self.last_new: dict[int, int] = {}  # event id -> the post that started it, this batch
         if not self._warmed:
             self.warm()
         self.apply_decisions(conn)
@@ -218,6 +220,7 @@ class EventStage:
             )
         if not rows:
             return {}
+        self.last_new = {eid: p.id for eid, p in new_events.items()}
         if new_events:
             conn.execute(
                 insert(Event),

@@ -44,6 +44,8 @@ class IngestStats:
     grouped: int = 0  # stored posts that joined an existing duplicate group
     matched: int = 0  # stored posts that matched at least one topic
     grouped_into_events: int = 0  # stored posts that joined or started an event
+    alerts: int = 0  # alerts raised (not counting matches folded into an open alert)
+    deliveries: int = 0  # messages written to the outbox and in-app lists
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
     error_samples: list[str] = field(default_factory=list)
@@ -64,6 +66,8 @@ class IngestStats:
         self.grouped += other.grouped
         self.matched += other.matched
         self.grouped_into_events += other.grouped_into_events
+        self.alerts += other.alerts
+        self.deliveries += other.deliveries
         for name, secs in other.stages.items():
             self.add_stage(name, secs)
         self.error_samples.extend(other.error_samples[: 20 - len(self.error_samples)])
@@ -236,6 +240,8 @@ class Ingestor:
         # that a process with no topics pays nothing for them.
         self.topic_stage: Any = None
         self.event_stage: Any = None
+        self.alert_stage: Any = None
+        self._on_level: Any = None
         if settings.match_topics_on_ingest:
             from tingfeng.topics.stream import TopicStage
 
@@ -436,19 +442,66 @@ class Ingestor:
             stats.add_stage("store", t5 - t4)
             self._match_and_group(conn, [d for d in new if d.row["id"] in inserted], stats)
             stats.add_stage("topics", time.perf_counter() - t5)
+        if stats.deliveries and self.settings.outbox_wake:
+            from tingfeng.alerts import outbox
+
+            outbox.notify()  # after the commit: the dispatcher of this process sends at once
         self._refresh_events(stats)
 
     def _match_and_group(self, conn, stored: list[Draft], stats: IngestStats) -> None:  # type: ignore[no-untyped-def]
-        """Topic matches and event grouping for the posts just stored (same transaction)."""
-        if self.topic_stage is None or not stored:
+        """Topic matches, event grouping and alert rules for the posts just stored (same
+        transaction: an alert exists exactly when its post does)."""
+        if not stored:
             return
+        matched: dict[int, list[Any]] = {}
+        grouped: dict[int, int] = {}
+        started: set[int] = set()
+        if self.topic_stage is not None:
+            matched, grouped = self._topics_and_events(conn, stored, stats)
+            if self.event_stage is not None and grouped:
+                started = set(self.event_stage.last_new.values())
+        if self.alert_stage is None:
+            from tingfeng.alerts.engine import AlertStage
+
+            self.alert_stage = AlertStage(self.engine, self.settings)
+        t0 = time.perf_counter()
+        result = self.alert_stage.on_stored(
+            conn,
+            [(d.row, d.reading) for d in stored],
+            matched=matched,
+            grouped=grouped,
+            started=started,
+            doc_for=self._topic_doc,
+            now=self.now(),
+        )
+        stats.alerts += result.raised
+        stats.deliveries += result.deliveries
+        stats.add_stage("alerts", time.perf_counter() - t0)
+
+    def _topic_doc(self, conn, row: dict[str, Any], reading: Any) -> Any:  # type: ignore[no-untyped-def]
+        """The post as the topic language sees it (for rules with a `query` condition)."""
+        from tingfeng.topics.stream import TopicStage, new_post
+
+        if self.topic_stage is None:
+            self.topic_stage = TopicStage(self.engine)
+        post = new_post(row, reading)
+        names = self.topic_stage._source_names(conn, {post.source_id})
+        return self.topic_stage.doc(post, names.get(post.source_id, ""))
+
+    def _topics_and_events(
+        self,
+        conn,  # type: ignore[no-untyped-def]
+        stored: list[Draft],
+        stats: IngestStats,
+    ) -> tuple[dict[int, list[Any]], dict[int, int]]:
+        assert self.topic_stage is not None
         from tingfeng.events.stream import stored_post
         from tingfeng.topics.stream import new_post
 
         self.topic_stage.check()
         if self.event_stage is None:
             if not self.topic_stage.active:
-                return
+                return {}, {}
             # Created on first need: the grouper loads a dictionary and warms on stored posts.
             from tingfeng.events.grouping import GroupingParams
             from tingfeng.events.stream import EventStage
@@ -463,7 +516,18 @@ class Ingestor:
         stats.grouped_into_events += len(grouped)
         times = [p.published_at for p in posts if p.published_at is not None]
         if times:
-            self.event_stage.flush_spikes(conn, max(times))
+            spikes = self.event_stage.flush_spikes(conn, max(times))
+            if spikes:
+                from tingfeng.alerts.signals import spike_signals
+
+                if self.alert_stage is None:
+                    from tingfeng.alerts.engine import AlertStage
+
+                    self.alert_stage = AlertStage(self.engine, self.settings)
+                result = self.alert_stage.on_spikes(conn, spike_signals(conn, spikes), self.now())
+                stats.alerts += result.raised
+                stats.deliveries += result.deliveries
+        return matched, grouped
 
     def _refresh_events(self, stats: IngestStats) -> None:
         """Recompute profiles and grades of the events this process touched, when stale."""
@@ -484,7 +548,14 @@ class Ingestor:
             log.error("grading model %s cannot be used (%s); using the defaults",
                       self.settings.grading_model, exc)  # fmt: skip
             model = None
-        refresh_due(self.engine, touched, min_age_s=self.settings.event_refresh_s, model=model)
+        if self._on_level is None:
+            from tingfeng.alerts.signals import level_listener
+
+            self._on_level = level_listener(self.settings, self.now)
+        refresh_due(
+            self.engine, touched, min_age_s=self.settings.event_refresh_s, model=model,
+            on_level=self._on_level,
+        )  # fmt: skip
         stats.add_stage("events", time.perf_counter() - t0)
 
     def _assign_groups(self, conn, new: list[Draft], stats: IngestStats) -> None:  # type: ignore[no-untyped-def]

@@ -328,6 +328,13 @@ def create_app(
 
     register_topics_events(app, rt.engine, templates)
 
+    from tingfeng.web.duty import register as register_duty
+
+    register_duty(app, rt.engine, templates, settings)
+    from tingfeng.web.alerts import register as register_alerts
+
+    register_alerts(app, rt.engine, templates, settings)
+
     @app.get("/", response_class=HTMLResponse)
     def live(request: Request) -> HTMLResponse:
         with rt.engine.connect() as conn:
