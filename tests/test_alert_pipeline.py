@@ -289,7 +289,10 @@ def test_level_rise_renotifies_and_reopens_an_acknowledged_alert(env: Env) -> No
     graded, up = env.deliveries(purpose="level_up")
     assert "等级由一般升为较大" in graded.message["text"]
     assert up.user_id == env.users["zhang"]
-    assert "【事件等级上升·重大】" in up.message["subject"] and "等级由较大升为重大" in up.message["text"]
+    assert (
+        "【事件等级上升·重大】" in up.message["subject"]
+        and "等级由较大升为重大" in up.message["text"]
+    )
     # The min_level rule fires when the event reaches the level, for the director.
     assert second["reason"]["rule"] == "重大以上" and second["event_id"] == alert["event_id"]
     assert second["reason"]["matched"]["level"] == "major"
@@ -329,3 +332,30 @@ def test_rules_and_policies_are_checked_before_saving(env: Env) -> None:
     assert "510000" in alert["reason"]["matched"]["regions"]
     with env.engine.connect() as conn:
         assert conn.execute(select(func.count(Alert.id))).scalar() == 1
+
+
+def test_a_missing_shift_report_is_alerted_once_and_a_zero_report_prevents_it(env: Env) -> None:
+    from tingfeng.alerts.duty import add_shift, file_report
+
+    with write_transaction(env.engine) as conn:
+        # 08:00–20:00 Beijing time (00:00–12:00 UTC), every day, from 20 November 2026.
+        day = add_shift(
+            conn, "白班", "08:00", 12, rotation={"A": [env.users["zhang"]]},
+            starts_on="2026-11-20", report_to={"roles": ["director"]},
+            now=T0 - timedelta(days=1),
+        )  # fmt: skip
+        # The 21st's shift files a zero report (零报告) in time.
+        file_report(conn, day, T0.date() + timedelta(days=1), kind="zero",
+                    user_id=env.users["zhang"], now=T0 + timedelta(days=1, hours=5),
+                    tz="Asia/Shanghai")  # fmt: skip
+    env.clock[0] = T0 + timedelta(hours=4, minutes=29)  # the 20th's shift ended at 12:00 UTC
+    assert env.tick().duty_alerts == 0  # within the grace period (30 min)
+    env.clock[0] = T0 + timedelta(hours=4, minutes=31)
+    assert env.tick().duty_alerts == 1
+    (alert,) = env.alerts()
+    assert alert["kind"] == "duty" and "11月20日白班未提交值班报告" in alert["title"]
+    told = sorted(d.user_id for d in env.deliveries(alert_id=alert["id"]))
+    assert told == sorted([env.users["zhang"], env.users["wang"]])  # on duty + the director
+    env.clock[0] = T0 + timedelta(days=1, hours=5)
+    assert env.tick().duty_alerts == 0  # not twice; and the 21st filed its zero report
+    assert len(env.alerts()) == 1
