@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
 from tingfeng.cli.main import app, engine_of, fail, settings_of
+from tingfeng.cli.main import dump_json as _dump
+from tingfeng.cli.main import in_read as _read
+from tingfeng.cli.main import in_write as _write
+from tingfeng.cli.main import print_table as _table
 
 alerts_app = typer.Typer(
     help="Alerts (预警): rules, channels, escalation, the alert list, acknowledging, retries.",
@@ -24,7 +26,6 @@ alerts_app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-T = TypeVar("T")
 
 LEVEL_HELP = "general/一般, serious/较大, major/重大 or critical/特大"
 STATUS_ZH = {"open": "待确认", "acknowledged": "已确认"}
@@ -49,48 +50,8 @@ LOG_ZH = {
 # --- plumbing ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def _refusals() -> Iterator[None]:
-    """The service's refusals (bad rule, unknown channel, person, topic…) as exit status 2."""
-    from tingfeng.collect.sources import SourceNotFound
-    from tingfeng.problems import ProblemsError
-    from tingfeng.topics.store import TopicError
-
-    try:
-        yield
-    except (ProblemsError, TopicError, SourceNotFound) as exc:
-        fail(str(exc))
-
-
-def _write(ctx: typer.Context, work: Callable[[Any], T]) -> T:
-    from tingfeng.db.engine import write_transaction
-
-    with _refusals(), write_transaction(engine_of(ctx)) as conn:
-        return work(conn)
-
-
-def _read(ctx: typer.Context, work: Callable[[Any], T]) -> T:
-    with _refusals(), engine_of(ctx).connect() as conn:
-        return work(conn)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> None:
-    """Columns aligned by display width, so Chinese (two cells a character) lines up."""
-    from rich.cells import cell_len
-
-    cells = [[("" if v is None else str(v)) for v in row] for row in [headers, *rows]]
-    widths = [max(cell_len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        padded = [v + " " * (w - cell_len(v)) for v, w in zip(row, widths, strict=True)]
-        typer.echo("  ".join(padded).rstrip())
-
-
-def _dump(value: Any) -> None:
-    typer.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
 def _local(ctx: typer.Context, value: str | None) -> str:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from tingfeng.cli.main import app, engine_of, fail, settings_of
+from tingfeng.cli.main import app, fail, settings_of
+from tingfeng.cli.main import dump_json as _dump
+from tingfeng.cli.main import in_read as _read
+from tingfeng.cli.main import in_write as _write
+from tingfeng.cli.main import print_table as _table
 
 people_app = typer.Typer(
     help="People of the office (人员), their roles and departments (科室).", no_args_is_help=True
@@ -21,52 +22,6 @@ duty_app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-T = TypeVar("T")
-
-
-def _message(exc: Exception) -> str:
-    # OfficeError is sometimes raised with a plain string where ProblemsError wants a list.
-    problems = getattr(exc, "problems", None)
-    return "".join(problems) if isinstance(problems, str) else str(exc)
-
-
-@contextmanager
-def _refusals() -> Iterator[None]:
-    """Turn the roster's and the office's refusals into a message and exit status 2."""
-    from tingfeng.alerts.duty import DutyError
-    from tingfeng.office.people import OfficeError
-
-    try:
-        yield
-    except (DutyError, OfficeError) as exc:
-        fail(_message(exc))
-
-
-def _write(ctx: typer.Context, work: Callable[[Any], T]) -> T:
-    from tingfeng.db.engine import write_transaction
-
-    with _refusals(), write_transaction(engine_of(ctx)) as conn:
-        return work(conn)
-
-
-def _read(ctx: typer.Context, work: Callable[[Any], T]) -> T:
-    with _refusals(), engine_of(ctx).connect() as conn:
-        return work(conn)
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> None:
-    """Columns aligned by display width, so Chinese (two cells a character) lines up."""
-    from rich.cells import cell_len
-
-    cells = [[("" if v is None else str(v)) for v in row] for row in [headers, *rows]]
-    widths = [max(cell_len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        padded = [v + " " * (w - cell_len(v)) for v, w in zip(row, widths, strict=True)]
-        typer.echo("  ".join(padded).rstrip())
-
-
-def _dump(value: Any) -> None:
-    typer.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
 def _tz(ctx: typer.Context) -> str:

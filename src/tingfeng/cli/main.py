@@ -6,13 +6,17 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from tingfeng.settings import Settings, load_settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Tingfeng (听风): online public-opinion monitoring and response.",
@@ -34,6 +38,48 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print a message for a person on stderr and exit non-zero."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Input the services refuse (a bad rule, an unknown person, channel, topic, source…) as
+    its message and exit status 2."""
+    from tingfeng.collect.sources import SourceNotFound
+    from tingfeng.problems import ProblemsError
+    from tingfeng.topics.store import TopicError
+
+    try:
+        yield
+    except (ProblemsError, TopicError, SourceNotFound) as exc:
+        fail(str(exc))
+
+
+def in_write(ctx: typer.Context, work: Callable[[Any], T]) -> T:
+    """`work(conn)` in a write transaction, refusals reported."""
+    from tingfeng.db.engine import write_transaction
+
+    with refusals(), write_transaction(engine_of(ctx)) as conn:
+        return work(conn)
+
+
+def in_read(ctx: typer.Context, work: Callable[[Any], T]) -> T:
+    with refusals(), engine_of(ctx).connect() as conn:
+        return work(conn)
+
+
+def print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    """Columns aligned by display width, so Chinese (two cells a character) lines up."""
+    from rich.cells import cell_len
+
+    cells = [[("" if v is None else str(v)) for v in row] for row in [headers, *rows]]
+    widths = [max(cell_len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        padded = [v + " " * (w - cell_len(v)) for v, w in zip(row, widths, strict=True)]
+        typer.echo("  ".join(padded).rstrip())
+
+
+def dump_json(value: Any) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
 def settings_of(ctx: typer.Context) -> Settings:
