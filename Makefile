@@ -33,7 +33,7 @@ format: install-python
 	$(BIN)/ruff format $(PY_SOURCES)
 
 demo: install  ## install everything and start the service with demo data
-	$(BIN)/tingfeng demo
+	$(BIN)/tingfeng demo --seed
 
 run: install-python
 	$(BIN)/tingfeng serve

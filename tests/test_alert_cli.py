@@ -89,8 +89,8 @@ def template(
         add_department(conn, "网信科", parent="宣传部")
         users = {
             "zhang": add_user(conn, "zhang", "张三", role="analyst", department="网信科").id,
-            "li": add_user(conn, "li", "李四", role="head", department="网信科").id,
-            "wang": add_user(conn, "wang", "王主任", role="director", department="宣传部").id,
+            "li": add_user(conn, "li", "李四", role="handler", department="网信科").id,
+            "wang": add_user(conn, "wang", "王主任", role="approver", department="宣传部").id,
         }
         create_topic(conn, name="化工厂", query="化工厂 (爆炸 | 起火)")
     engine.dispose()
@@ -151,7 +151,7 @@ def test_rule_add_resolves_names_and_the_rule_can_be_listed_switched_and_removed
     ).stdout  # fmt: skip
     assert "预警规则 1 已添加：萧山安全" in added
     assert "命中方案 化工厂" in added and "地域 浙江省杭州市" in added
-    assert "张三、科室负责人、宣传部（含下级）、值班人员（主班）" in added
+    assert "张三、领导、宣传部（含下级）、值班人员（主班）" in added
     (rule,) = office.json("alerts", "rules")
     assert rule["conditions"] == {
         "topic_ids": [1],
@@ -167,7 +167,7 @@ def test_rule_add_resolves_names_and_the_rule_can_be_listed_switched_and_removed
     }
     assert rule["recipients"] == {
         "user_ids": [office.users["zhang"]],
-        "roles": ["head"],
+        "roles": ["approver"],  # 科室负责人 is one of the names of the approver role
         "department_ids": [1],
         "on_duty": True,
         "duty_roles": ["A"],
@@ -236,7 +236,7 @@ def test_unknown_rule_and_duplicate_name_are_refused(office: Office) -> None:
 def test_alerts_from_ingest_are_listed_shown_and_acknowledged(office: Office) -> None:
     cli = office.cli
     cli("alerts", "rule-add", "爆炸", "--topic", "化工厂", "--query", "爆炸 | 起火", "--per", "post",
-        "--to", "zhang", "--role", "head")  # fmt: skip
+        "--to", "zhang", "--role", "handler")  # fmt: skip
     assert office.ingest(FIRE, UNRELATED, SUBWAY) == 1
     (alert,) = office.json("alerts", "list")
     assert alert["title"].startswith("浙江杭州萧山区") and alert["status"] == "open"
@@ -275,14 +275,14 @@ def test_alerts_from_ingest_are_listed_shown_and_acknowledged(office: Office) ->
 
 def test_escalation_policy_is_set_shown_and_run_by_the_clock(office: Office) -> None:
     cli = office.cli
-    out = cli("alerts", "escalation-set", "一般", "--step", "15m:role=head",
+    out = cli("alerts", "escalation-set", "一般", "--step", "15m:role=handler",
               "--step", "0.5h：user=wang，on_duty=A", "--repeat-minutes", "60",
               "--max-repeats", "1").stdout  # fmt: skip
     assert "预警后 45 分钟" in out and "王主任、值班人员（主班）" in out
     (policy,) = office.json("alerts", "escalation")
     assert policy["level"] == "general" and policy["max_repeats"] == 1
     assert [s["after_minutes"] for s in policy["steps"]] == [15, 30]
-    assert policy["steps"][0]["recipients"]["roles"] == ["head"]
+    assert policy["steps"][0]["recipients"]["roles"] == ["handler"]
     assert policy["steps"][1]["recipients"]["user_ids"] == [office.users["wang"]]
     assert policy["steps"][1]["recipients"]["duty_roles"] == ["A"]
     text = cli("alerts", "escalation").stdout
@@ -298,7 +298,7 @@ def test_escalation_policy_is_set_shown_and_run_by_the_clock(office: Office) -> 
     assert "逐级上报 1 条" in cli("alerts", "tick").stdout
     assert office.json("alerts", "tick")["escalated"] == 1  # the one repeat
     assert office.json("alerts", "tick") == {
-        "escalated": 0, "digests": 0, "duty_alerts": 0, "deliveries": 0,
+        "escalated": 0, "digests": 0, "duty_alerts": 0, "deliveries": 0, "case_alerts": 0,
     }  # fmt: skip
     detail = office.json("alerts", "show", str(alert["id"]))
     told = [d["user"] for d in detail["deliveries"] if d["purpose"] == "escalation"]
@@ -312,16 +312,16 @@ def test_escalation_policy_is_set_shown_and_run_by_the_clock(office: Office) -> 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["huge", "--step", "15m:role=head"], "level 'huge' is not a level"),
-        (["一般", "--step", "15:role=head"], "'15' is not a delay"),
-        (["一般", "--step", "role=head"], "is not a delay"),
+        (["huge", "--step", "15m:role=handler"], "level 'huge' is not a level"),
+        (["一般", "--step", "15:role=handler"], "'15' is not a delay"),
+        (["一般", "--step", "role=handler"], "is not a delay"),
         (["一般", "--step", "15m:boss=li"], "'boss=li' is not a recipient"),
         (["一般", "--step", "15m:channel=值班群"], "tells nobody"),
         (["一般", "--step", "15m:role=boss"], "Step 1: Unknown role 'boss'"),
         (["一般", "--step", "15m:user=nobody"], "No user 'nobody'"),
-        (["一般", "--step", "15m:role=head", "--channel", "nowhere"], "No channel 'nowhere'"),
-        (["一般", "--step", "15m:role=head", "--repeat-minutes", "60"], "--max-repeats"),
-        (["一般", "--step", "9999h:role=head"], "Step 1, after_minutes"),
+        (["一般", "--step", "15m:role=handler", "--channel", "nowhere"], "No channel 'nowhere'"),
+        (["一般", "--step", "15m:role=handler", "--repeat-minutes", "60"], "--max-repeats"),
+        (["一般", "--step", "9999h:role=handler"], "Step 1, after_minutes"),
     ],
 )
 def test_escalation_set_refuses_bad_steps(office: Office, args: list[str], message: str) -> None:

@@ -85,8 +85,8 @@ def env(db_url: str, settings: Settings) -> Iterator[Env]:
         add_department(conn, "网信科", parent="宣传部")
         users = {
             "zhang": add_user(conn, "zhang", "张三", role="analyst", department="网信科").id,
-            "li": add_user(conn, "li", "李四", role="head", department="网信科").id,
-            "wang": add_user(conn, "wang", "王主任", role="director", department="宣传部").id,
+            "li": add_user(conn, "li", "李四", role="handler", department="网信科").id,
+            "wang": add_user(conn, "wang", "王主任", role="approver", department="宣传部").id,
         }
     yield Env(
         engine,
@@ -113,7 +113,7 @@ def test_post_rule_raises_in_app_alerts_with_reasons(env: Env) -> None:
         name="爆炸",
         conditions={"query": "爆炸 | 起火", "categories": ["public-safety"]},
         per="post",
-        recipients={"user_ids": [env.users["zhang"]], "roles": ["head"]},
+        recipients={"user_ids": [env.users["zhang"]], "roles": ["handler"]},
     )
     stats = env.ingestor().ingest(
         env.source, [item("a", FIRE), item("b", UNRELATED), item("c", SUBWAY)]
@@ -216,8 +216,8 @@ def test_escalation_steps_with_a_controllable_clock_and_ack_stops_it(env: Env) -
             conn,
             "general",
             [
-                {"after_minutes": 15, "recipients": {"roles": ["head"]}},
-                {"after_minutes": 30, "recipients": {"roles": ["director"]}},
+                {"after_minutes": 15, "recipients": {"roles": ["handler"]}},
+                {"after_minutes": 30, "recipients": {"roles": ["approver"]}},
             ],
             repeat_minutes=60,
             max_repeats=1,
@@ -269,12 +269,12 @@ def test_escalation_steps_with_a_controllable_clock_and_ack_stops_it(env: Env) -
 def test_level_rise_renotifies_and_reopens_an_acknowledged_alert(env: Env) -> None:
     with write_transaction(env.engine) as conn:
         topic = create_topic(conn, name="化工厂", query="化工厂")
-        set_policy(conn, "major", [{"after_minutes": 10, "recipients": {"roles": ["director"]}}],
+        set_policy(conn, "major", [{"after_minutes": 10, "recipients": {"roles": ["approver"]}}],
                    now=env.now())  # fmt: skip
     env.rule(name="化工厂事件", conditions={"topic_ids": [topic.id]},
              recipients={"user_ids": [env.users["zhang"]]})  # fmt: skip
     env.rule(name="重大以上", conditions={"min_level": "major"},
-             recipients={"roles": ["director"]})  # fmt: skip
+             recipients={"roles": ["approver"]})  # fmt: skip
     env.ingestor().ingest(env.source, [item("a", FIRE)])
     (alert,) = env.alerts()
     with write_transaction(env.engine) as conn:
@@ -318,7 +318,7 @@ def test_rules_and_policies_are_checked_before_saving(env: Env) -> None:
     with pytest.raises(RuleError, match="Extra inputs"):
         env.rule(name="x", conditions={"keyword": "爆炸"})
     with write_transaction(env.engine) as conn, pytest.raises(EscalationError, match="Step 1"):
-        set_policy(conn, "major", [{"after_minutes": 0, "recipients": {"roles": ["head"]}}],
+        set_policy(conn, "major", [{"after_minutes": 0, "recipients": {"roles": ["handler"]}}],
                    now=env.now())  # fmt: skip
     # Region names become division codes; a rule on a province catches its counties.
     rule_id = env.rule(name="四川", conditions={"regions": ["四川省"]}, per="post",
@@ -341,7 +341,7 @@ def test_a_missing_shift_report_is_alerted_once_and_a_zero_report_prevents_it(en
         # 08:00–20:00 Beijing time (00:00–12:00 UTC), every day, from 20 November 2026.
         day = add_shift(
             conn, "白班", "08:00", 12, rotation={"A": [env.users["zhang"]]},
-            starts_on="2026-11-20", report_to={"roles": ["director"]},
+            starts_on="2026-11-20", report_to={"roles": ["approver"]},
             now=T0 - timedelta(days=1),
         )  # fmt: skip
         # The 21st's shift files a zero report (零报告) in time.

@@ -71,7 +71,7 @@ def site(web) -> Iterator[Site]:  # type: ignore[no-untyped-def]
         add_department(conn, "网信科")
         users = {
             "zhang": add_user(conn, "zhang", "张三", role="analyst", department="网信科").id,
-            "li": add_user(conn, "li", "李四", role="head", department="网信科").id,
+            "li": add_user(conn, "li", "李四", role="handler", department="网信科").id,
         }
     yield Site(client, settings, engine, SourceRef(source.id, "Asia/Shanghai"), users)
     engine.dispose()
@@ -82,7 +82,7 @@ def fire_alert(site: Site) -> dict:
         name="爆炸",
         conditions={"query": "爆炸 | 起火"},
         per="post",
-        recipients={"user_ids": [site.users["zhang"]], "roles": ["head"]},
+        recipients={"user_ids": [site.users["zhang"]], "roles": ["handler"]},
     )
     site.ingest(FIRE, UNRELATED, SUBWAY)
     (alert,) = site.alerts()
@@ -238,7 +238,7 @@ def test_rule_crud_with_errors_in_the_words_of_the_checks(site: Site) -> None:
         name="地铁",
         conditions={"query": "地铁 AND 停运"},
         per="post",
-        recipients={"roles": ["head"]},
+        recipients={"roles": ["handler"]},
         level="serious",
     )
     assert rule["conditions"] == {"query": "地铁 AND 停运"} and rule["level"] == "serious"
@@ -330,7 +330,7 @@ def test_escalation_policies_put_and_get(site: Site) -> None:
     client = site.client
     assert client.get("/api/v1/escalation").json() == {"policies": []}
     steps = [
-        {"after_minutes": 15, "recipients": {"roles": ["head"]}},
+        {"after_minutes": 15, "recipients": {"roles": ["handler"]}},
         {"after_minutes": 30, "recipients": {"user_ids": [site.users["zhang"]]}},
     ]
     r = client.put(
@@ -342,11 +342,11 @@ def test_escalation_policies_put_and_get(site: Site) -> None:
     assert [p["level"] for p in policies] == ["general", "major"]
     assert policies[1]["repeat_minutes"] == 60 and policies[1]["max_repeats"] == 2
     assert [s["after_minutes"] for s in policies[1]["steps"]] == [15, 30]
-    assert policies[1]["steps"][0]["recipients"]["roles"] == ["head"]
+    assert policies[1]["steps"][0]["recipients"]["roles"] == ["handler"]
 
     bad = client.put(
         "/api/v1/escalation/major",
-        json={"steps": [{"after_minutes": 0, "recipients": {"roles": ["head"]}}]},
+        json={"steps": [{"after_minutes": 0, "recipients": {"roles": ["handler"]}}]},
     )
     assert bad.status_code == 422 and "Step 1" in bad.json()["error"]
     bad = client.put("/api/v1/escalation/huge", json={"steps": steps})

@@ -157,3 +157,34 @@ def test_alerts_page_shows_new_alerts_live_and_acknowledges_them(web, browser) -
     assert detail["acked_via"] == "web"
     assert page.evaluate("window.__xss") is None
     page.close()
+
+
+def test_case_page_and_ledger_show_a_case_with_untrusted_text_inert(web, browser) -> None:  # type: ignore[no-untyped-def]
+    from tingfeng.cases.service import act, open_case
+    from tingfeng.db.engine import make_engine, write_transaction
+    from tingfeng.office.people import add_department, add_user
+
+    client, settings = web
+    engine = make_engine(settings.database_url)
+    with write_transaction(engine) as conn:
+        add_department(conn, "城管局")
+        ana = add_user(conn, "ana", "李监测", role="analyst")
+        cid = open_case(
+            conn, ana, settings, level="特大",
+            title='<img src=x onerror="window.__xss=1">化工厂爆炸',
+        )  # fmt: skip
+        act(conn, ana, settings, cid, "assess", handling="立即核实")
+    engine.dispose()
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(f"{client.base_url}/cases/{cid}")
+    page.wait_for_selector("#case-state")
+    assert page.inner_text("#case-state") == "已研判"
+    assert "化工厂爆炸" in page.inner_text("h2") and page.locator("main img").count() == 0
+    assert "签收" in page.inner_text("#deadlines") and "李监测" in page.inner_text("#history")
+    page.goto(f"{client.base_url}/ledger")
+    row = page.locator("#ledger tr[data-case]")
+    assert row.count() == 1 and "特大" in row.inner_text()
+    page.click("#ledger tr[data-case] a")
+    page.wait_for_url(f"**/cases/{cid}")
+    assert page.evaluate("window.__xss") is None
+    page.close()

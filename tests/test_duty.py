@@ -300,7 +300,7 @@ def test_validation_errors_say_what_is_wrong(sqlite_engine: Engine) -> None:
             duty.add_shift(conn, "白班", "09:00", 12, **ok)
         assert duty.find_shift(conn, "白班") == duty.find_shift(conn, str(sid)) == sid
         assert duty.list_shifts(conn)[0]["starts_at"] == "08:00"
-        assert duty.list_shifts(conn)[0]["report_to"] == {"roles": ["director"]}
+        assert duty.list_shifts(conn)[0]["report_to"] == {"roles": ["approver"]}
         with pytest.raises(DutyError, match="Unknown time zone"):
             duty.on_duty(conn, local(2026, 10, 1), "Mars/Olympus")
         with pytest.raises(DutyError, match="time zone"):
@@ -403,7 +403,7 @@ def test_cli_people_shifts_roster_swap_report_now(cli) -> None:  # type: ignore[
               "--from", "2026-09-28", check=False)  # fmt: skip
     assert bad.exit_code == 2 and "Start time '25:00' is not valid" in bad.stderr
     shifts = json.loads(cli("duty", "shifts", "--json").stdout)
-    assert shifts[0]["report_to"] == {"roles": ["director"], "on_duty": True}
+    assert shifts[0]["report_to"] == {"roles": ["approver"], "on_duty": True}
 
     roster = cli("duty", "roster", "--from", "2026-10-07", "--days", "5").stdout
     lines = roster.splitlines()

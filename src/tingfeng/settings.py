@@ -216,6 +216,35 @@ class Settings(BaseSettings):
     duty_report_grace_minutes: int = Field(
         30, description="Minutes after a shift ends before its missing report is alerted."
     )
+    office_hours: str = Field(
+        "08:30-12:00,14:00-17:30",
+        description="Office hours on working days, for deadlines given in working hours "
+        "(comma-separated HH:MM-HH:MM spans, local time).",
+    )
+    case_reminder_minutes: int = Field(
+        60, description="How long before a case deadline its people are reminded."
+    )
+    relapse_watch_days: float = Field(
+        7.0, description="Days a closed case's event is watched for a relapse."
+    )
+    relapse_factor: float = Field(
+        2.0,
+        description="A closed case reopens when the event's negative posts in a day reach this "
+        "many times the day before closing (and at least relapse_min_posts).",
+    )
+    relapse_min_posts: int = Field(
+        10, description="Fewest negative posts in a day that can count as a relapse."
+    )
+    board_enabled: bool = Field(
+        False, description="Serve the public message board (留言板) at /board."
+    )
+    board_title: str = Field("网上留言板", description="Heading of the public message board.")
+    board_per_hour: int = Field(
+        5, description="Messages one address may leave on the board per hour."
+    )
+    evidence_dir: Path | None = Field(
+        None, description="Where captured evidence is kept; default: evidence/ in the data dir."
+    )
     log_level: str = Field("INFO", description="Logging level.")
 
     @field_validator("fetch_allowed_networks", mode="before")

@@ -42,6 +42,7 @@ class TickResult:
     digests: int = 0
     duty_alerts: int = 0
     deliveries: int = 0
+    case_alerts: int = 0  # case reminders, overdue notices, relapses (tingfeng.cases.clock)
 
 
 def escalate_due(conn: Connection, ctx: AlertContext, now: datetime) -> TickResult:
@@ -192,7 +193,7 @@ def duty_reports_missing(conn: Connection, ctx: AlertContext, now: datetime) -> 
             continue
         shift = shifts.get(occ.shift_id)
         report_to = Recipients.model_validate(
-            (shift.report_to if shift else None) or {"roles": ["director"]}
+            (shift.report_to if shift else None) or {"roles": ["approver"]}
         )
         members = [u for u in occ.members.values() if u is not None]
         report_to = report_to.model_copy(
@@ -247,6 +248,16 @@ def duty_reports_missing(conn: Connection, ctx: AlertContext, now: datetime) -> 
     return result
 
 
+def case_deadlines(conn: Connection, ctx: AlertContext, now: datetime) -> TickResult:
+    """Case reminders, overdue escalation and the relapse watch (tingfeng.cases.clock)."""
+    from tingfeng.cases.clock import tick as case_tick
+
+    r = case_tick(conn, ctx, now)
+    return TickResult(
+        deliveries=r["deliveries"], case_alerts=r["reminders"] + r["overdue"] + r["reopened"]
+    )
+
+
 def _tz(name: str) -> Any:
     from zoneinfo import ZoneInfo
 
@@ -255,7 +266,7 @@ def _tz(name: str) -> Any:
 
 def tick(engine: Engine, ctx: AlertContext, now: datetime) -> TickResult:
     total = TickResult()
-    for step in (escalate_due, send_digests, duty_reports_missing):
+    for step in (escalate_due, send_digests, duty_reports_missing, case_deadlines):
         try:
             with write_transaction(engine) as conn:
                 r = step(conn, ctx, now)
@@ -266,6 +277,7 @@ def tick(engine: Engine, ctx: AlertContext, now: datetime) -> TickResult:
         total.digests += r.digests
         total.duty_alerts += r.duty_alerts
         total.deliveries += r.deliveries
+        total.case_alerts += r.case_alerts
     if total.deliveries:
         outbox.notify()
     return total

@@ -33,7 +33,7 @@ from tingfeng.db.models import (
     User,
     utc_now,
 )
-from tingfeng.office.people import ROLES
+from tingfeng.office.people import ROLES, canonical_role
 from tingfeng.problems import ProblemsError
 from tingfeng.workdays import holiday_name, is_workday
 
@@ -51,7 +51,7 @@ HOLIDAYS_ZH: dict[str, str] = {
     "Anti-Fascist 70th Day": "抗战胜利纪念日",
 }
 WEEKDAYS_ZH = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
-DEFAULT_REPORT_TO: dict[str, Any] = {"roles": ["director"]}
+DEFAULT_REPORT_TO: dict[str, Any] = {"roles": ["approver"]}
 MAX_HOURS = 48.0
 # A report may be filed from this long before the shift's end (the last hour is for writing it).
 EARLY_FILING = timedelta(hours=1)
@@ -261,10 +261,10 @@ def _parse_report_to(conn: Connection, value: Any) -> dict[str, Any]:
         elif ids:
             out[key] = [int(i) for i in ids]
     roles = value.get("roles", [])
-    if not isinstance(roles, list | tuple) or any(r not in ROLES for r in roles):
+    if not isinstance(roles, list | tuple) or any(canonical_role(str(r)) is None for r in roles):
         problems.append(f"report_to.roles must be a list of roles from: {', '.join(ROLES)}.")
     elif roles:
-        out["roles"] = list(roles)
+        out["roles"] = [canonical_role(str(r)) for r in roles]
     if "on_duty" in value:
         if not isinstance(value["on_duty"], bool):
             problems.append("report_to.on_duty must be true or false.")

@@ -119,6 +119,14 @@ def set_policy(
             updated_at=now,
         )
     )
+    from tingfeng import audit
+
+    audit.record(
+        conn, None, "settings.escalation", f"escalation:{lv.value}",
+        {"steps": [s.model_dump() for s in parsed], "repeat_minutes": repeat_minutes,
+         "max_repeats": max_repeats},
+        at=now,
+    )  # fmt: skip
     return Policy(lv.value, tuple(parsed), repeat_minutes, max_repeats)
 
 

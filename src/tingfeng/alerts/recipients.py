@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection, select
 
 from tingfeng.db.models import User
-from tingfeng.office.people import ROLES, Person, department_and_below
+from tingfeng.office.people import ROLES, Person, canonical_role, department_and_below
 from tingfeng.problems import ProblemsError
 
 
@@ -40,9 +40,10 @@ def parse_recipients(conn: Connection, value: dict | None) -> Recipients:
         raise RecipientsError(
             f"Recipients {'.'.join(map(str, first['loc']))}: {first['msg']}"
         ) from exc
-    bad_roles = [x for x in r.roles if x not in ROLES]
+    bad_roles = [x for x in r.roles if canonical_role(x) is None]
     if bad_roles:
         raise RecipientsError(f"Unknown role {bad_roles[0]!r}: use one of {', '.join(ROLES)}.")
+    r.roles = [canonical_role(x) or x for x in r.roles]
     if r.user_ids:
         known = set(conn.execute(select(User.id).where(User.id.in_(r.user_ids))).scalars())
         missing = [u for u in r.user_ids if u not in known]
@@ -67,8 +68,10 @@ def resolve(
     rows = []
     if r.roles or r.department_ids:
         departments = department_and_below(conn, r.department_ids) if r.department_ids else set()
+        # Specs written before the roles were renamed (director, head) still reach the people.
+        roles = {canonical_role(x) or x for x in r.roles}
         for row in conn.execute(q).all():
-            if row.role in r.roles or (row.department_id in departments):
+            if row.role in roles or (row.department_id in departments):
                 ids.add(row.id)
     if ids:
         rows = conn.execute(q.where(User.id.in_(ids)).order_by(User.id)).all()

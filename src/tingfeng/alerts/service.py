@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from tingfeng import audit
 from tingfeng.alerts.recipients import parse_recipients
 from tingfeng.alerts.rules import RuleError, parse_conditions
 from tingfeng.db.models import Alert, AlertLog, AlertRule, Channel, Delivery, Topic, User
@@ -100,6 +101,7 @@ def create_rule(conn: Connection, values: dict[str, Any], now: datetime) -> dict
     rule_id = conn.execute(
         insert(AlertRule).values(**checked, created_at=now, updated_at=now)
     ).inserted_primary_key[0]
+    audit.record(conn, None, "settings.alert_rule_add", f"alert_rule:{rule_id}", checked, at=now)
     return get_rule(conn, rule_id)
 
 
@@ -112,6 +114,7 @@ def update_rule(
         raise RuleError(f"Unknown rule field(s): {', '.join(sorted(unknown))}.")
     checked = _checked_rule(conn, values)
     conn.execute(update(AlertRule).where(AlertRule.id == rule_id).values(**checked, updated_at=now))
+    audit.record(conn, None, "settings.alert_rule_change", f"alert_rule:{rule_id}", checked, at=now)
     return get_rule(conn, rule_id)
 
 
@@ -119,6 +122,7 @@ def delete_rule(conn: Connection, rule_id: int) -> None:
     get_rule(conn, rule_id)
     # Its alerts stay (rule_id becomes NULL); their reason keeps the rule's name.
     conn.execute(delete(AlertRule).where(AlertRule.id == rule_id))
+    audit.record(conn, None, "settings.alert_rule_remove", f"alert_rule:{rule_id}", {})
 
 
 def _rule_dict(row: Any) -> dict[str, Any]:
@@ -196,6 +200,9 @@ def create_channel(
     channel_id = conn.execute(
         insert(Channel).values(name=name, kind=kind, target=target, config=config, enabled=True)
     ).inserted_primary_key[0]
+    # The target and config may hold secrets (webhook keys): only the name and kind are logged.
+    audit.record(conn, None, "settings.channel_add", f"channel:{channel_id}",
+                 {"name": name, "kind": kind})  # fmt: skip
     return get_channel(conn, channel_id)
 
 
@@ -232,6 +239,8 @@ def list_channels(conn: Connection) -> list[dict[str, Any]]:
 def set_channel_enabled(conn: Connection, channel_id: int, enabled: bool) -> None:
     get_channel(conn, channel_id)
     conn.execute(update(Channel).where(Channel.id == channel_id).values(enabled=enabled))
+    audit.record(conn, None, "settings.channel_enable", f"channel:{channel_id}",
+                 {"enabled": enabled})  # fmt: skip
 
 
 def remove_channel(conn: Connection, channel_id: int) -> None:
@@ -244,6 +253,7 @@ def remove_channel(conn: Connection, channel_id: int) -> None:
                 .values(channel_ids=[c for c in row.channel_ids if c != channel_id])
             )
     conn.execute(delete(Channel).where(Channel.id == channel_id))
+    audit.record(conn, None, "settings.channel_remove", f"channel:{channel_id}", {})
 
 
 # --- alerts and the in-app list ---------------------------------------------------------------

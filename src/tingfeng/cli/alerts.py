@@ -330,7 +330,7 @@ def _check_query(query: str) -> None:
 
 _DELAY = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?")
 _STEP_HELP = (
-    "write a step as DELAY:WHO[,WHO…], e.g. 15m:role=head or 1h30m:user=li,role=director,on_duty; "
+    "write a step as DELAY:WHO[,WHO…], e.g. 15m:role=analyst or 1h30m:user=li,role=approver,on_duty; "
     "DELAY is minutes (m) and/or hours (h); WHO is user=NAME, role=ROLE, department=NAME, "
     "on_duty (or on_duty=A / on_duty=B) or channel=NAME"
 )
@@ -456,7 +456,7 @@ def rule_add(
     ] = [],  # noqa: B006
     role: Annotated[
         list[str],
-        typer.Option(help="Everyone with a role: director, head, analyst… or 领导, 科室负责人…"),
+        typer.Option(help="Everyone with a role: approver, handler, analyst… or 领导, 经办人…"),
     ] = [],  # noqa: B006
     department: Annotated[
         list[str], typer.Option(help="A department and those under it (name or id).")

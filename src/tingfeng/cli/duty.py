@@ -63,7 +63,7 @@ def people_add(
     username: Annotated[str, typer.Argument(help="Sign-in name, e.g. zhangsan.")],
     name: Annotated[str | None, typer.Option("--name", help="Display name, e.g. 张三.")] = None,
     role: Annotated[
-        str, typer.Option(help="admin, director, head, analyst, liaison or viewer.")
+        str, typer.Option(help="admin, approver, handler, analyst, liaison or viewer.")
     ] = "analyst",
     department: Annotated[str | None, typer.Option(help="Department (科室) by name or id.")] = None,
     email: Annotated[str | None, typer.Option(help="E-mail address for alerts.")] = None,
@@ -145,7 +145,7 @@ def people_department_add(
 
 
 def _report_to(conn: Any, specs: list[str]) -> dict[str, Any] | None:
-    """`role:director`, `user:zhangsan`, `department:宣传科`, `on-duty` (repeatable, or a,b)."""
+    """`role:approver`, `user:zhangsan`, `department:宣传科`, `on-duty` (repeatable, or a,b)."""
     from tingfeng.alerts.duty import DutyError
     from tingfeng.office.people import find_department, find_user
 
@@ -187,7 +187,7 @@ def duty_shift_add(
         list[str],
         typer.Option(
             "--report-to",
-            help="Who is told when a report is missing: role:director (default), user:NAME, "
+            help="Who is told when a report is missing: role:approver (default), user:NAME, "
             "department:NAME, on-duty (repeatable).",
         ),
     ] = [],  # noqa: B006

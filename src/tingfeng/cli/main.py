@@ -738,7 +738,14 @@ def serve(
     run_role(settings, role)
 
 
-@app.command()
+demo_app = typer.Typer(
+    help="The demo: a live replay of CED and news feeds (default), or `seed` for a ready-made "
+    "demonstration database.",
+)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.callback(invoke_without_command=True)
 def demo(
     ctx: typer.Context,
     speed: Annotated[
@@ -749,13 +756,41 @@ def demo(
     ] = True,
     ced: Annotated[Path | None, typer.Option(help="The CED cascades file to replay.")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+    seed: Annotated[
+        bool,
+        typer.Option(
+            help="First fill the database with the demonstration office and its cases "
+            "(`demo seed`), unless it already has them."
+        ),
+    ] = False,
 ) -> None:
     """Set up the demo sources (CED replay, news feeds) and serve."""
-    from tingfeng.demo import setup_demo
+    if ctx.invoked_subcommand is not None:
+        return
+    from tingfeng.demo import find_ced, setup_demo
 
-    settings = settings_of(ctx)
+    # The demo shows the public message board too.
+    settings = settings_of(ctx).model_copy(update={"board_enabled": True})
     if port:
         settings = settings.model_copy(update={"web_port": port})
+    if seed:
+        from tingfeng.demo.seed import SeedFailed, SeedRefused, seed_demo, summary_lines
+
+        path = find_ced(ced)
+        if path is None:
+            typer.echo("no CED data set found: the demonstration cases are not seeded", err=True)
+        else:
+            try:
+                report = seed_demo(
+                    settings, engine_of(ctx), ced_path=path,
+                    progress=lambda line: typer.echo(line, err=True),
+                )  # fmt: skip
+                for line in summary_lines(report):
+                    typer.echo(line)
+            except SeedRefused:
+                typer.echo("the demonstration office is already there: not seeded again")
+            except SeedFailed as exc:
+                typer.echo(f"the demonstration cases could not all be seeded: {exc}", err=True)
     messages = setup_demo(settings, engine_of(ctx), speed=speed, with_feeds=feeds, ced_path=ced)
     for line in messages:
         typer.echo(line)
@@ -763,6 +798,57 @@ def demo(
 
     typer.echo(f"open http://{settings.web_host}:{settings.web_port}/ to watch posts arrive")
     run_role(settings, "all")
+
+
+@demo_app.command("seed")
+def demo_seed(
+    ctx: typer.Context,
+    ced: Annotated[
+        Path | None,
+        typer.Option(help="The CED cascades file (default: ../shared/data/rumor/ced/…)."),
+    ] = None,
+    posts: Annotated[
+        int, typer.Option(help="How many CED posts to ingest (each story with ≤20 reposts).")
+    ] = 3000,
+    no_evidence: Annotated[
+        bool, typer.Option("--no-evidence", help="Skip capturing evidence pages.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Fill a fresh database with a realistic demonstration: an office with users of every
+    role, topics, events and alerts from the real CED posts, cases in every state with replies
+    and evidence. Refuses (exit 2) a database that already has cases."""
+    from tingfeng.demo import find_ced
+    from tingfeng.demo.seed import MIN_POSTS, SeedFailed, SeedRefused, seed_demo, summary_lines
+
+    if ced is not None and not ced.exists():
+        fail(f"the CED file {ced} does not exist")
+    path = find_ced(ced)
+    if path is None:
+        fail(
+            "the CED data set was not found (looked for ../shared/data/rumor/ced/"
+            "cascades.jsonl.gz and $TINGFENG_DEMO_CED): pass --ced FILE"
+        )
+    if posts < MIN_POSTS:
+        fail(f"--posts must be at least {MIN_POSTS}, so that every kind of case has a story")
+    try:
+        report = seed_demo(
+            settings_of(ctx),
+            engine_of(ctx),
+            ced_path=path,
+            posts=posts,
+            evidence=not no_evidence,
+            progress=None if as_json else lambda line: typer.echo(line, err=True),
+        )
+    except SeedRefused as exc:
+        fail(str(exc))
+    except SeedFailed as exc:
+        fail(str(exc), 1)
+    if as_json:
+        dump_json(report)
+    else:
+        for line in summary_lines(report):
+            typer.echo(line)
 
 
 # --- benchmarks -------------------------------------------------------------------------------
@@ -824,11 +910,20 @@ def bench_alerts(
 from tingfeng.cli import alerts as _alerts  # noqa: E402, F401
 from tingfeng.cli import analysis as _analysis  # noqa: E402, F401
 
+# Registers `case`, `user`, `department` and `audit` (cases, sign-in users, the audit log).
+from tingfeng.cli import cases as _cases  # noqa: E402, F401
+
+# Registers `deadline` (due times on the Chinese working-day calendar).
+from tingfeng.cli import deadline as _deadline  # noqa: E402, F401
+
 # Registers `people`, `duty` and `alerts` (the office, the duty roster, alert rules and channels).
 from tingfeng.cli import duty as _duty  # noqa: E402, F401
 
 # Registers `topics` and `events` (the topic language, events, grading).
 from tingfeng.cli import events as _events  # noqa: E402, F401
+
+# Registers `evidence` (取证: WARC + screenshot capture, listing, hash verification).
+from tingfeng.cli import evidence as _evidence  # noqa: E402, F401
 from tingfeng.cli import topics as _topics  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover

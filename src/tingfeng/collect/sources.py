@@ -94,6 +94,10 @@ def add_source(
         session.add(source)
         session.flush()
         session.expunge(source)
+    from tingfeng import audit
+
+    audit.record(conn, None, "settings.source_add", f"source:{source.id}",
+                 {"name": source.name, "kind": source.kind})  # fmt: skip
     return source
 
 
@@ -134,6 +138,9 @@ def remove_source(conn: Connection, ref: str | int, *, keep_posts: bool = True) 
         source.enabled = False
         return source
     conn.execute(delete(Source).where(Source.id == source.id))
+    from tingfeng import audit
+
+    audit.record(conn, None, "settings.source_remove", f"source:{source.id}", {"name": source.name})
     return source
 
 

@@ -1,4 +1,4 @@
-"""The schema: sources, posts, readings, topics, events, the office, alerts and duty.
+"""The schema: sources, posts, readings, topics, events, the office, alerts, duty, cases.
 
 Times are stored in UTC (`UtcDateTime` makes them aware on the way out on both SQLite and
 PostgreSQL). The same models serve both databases; Alembic migrations in `migrations/` create
@@ -662,3 +662,302 @@ class ShiftReport(Base):
     filed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
     __table_args__ = (UniqueConstraint("shift_id", "on_date", name="uq_shift_reports_occurrence"),)
+
+
+# --- cases (舆情处理单): the matter from assessment to public reply to archive ----------------
+
+
+class CaseTemplate(Base):
+    """A kind of matter (督办件, 媒体来电…): the tasks, deadlines and approval chain it presets."""
+
+    __tablename__ = "case_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    origin: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # [{"title": "核实现场情况", "kind": "verify", "due_working_days": 1, "due_hours": null}]
+    tasks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Overrides of tingfeng.cases.deadlines.DEFAULT_SLA for cases of this template.
+    deadlines: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # How many approval levels a reply needs (1: the department's approver; 2: and above).
+    approval_levels: Mapped[int] = mapped_column(Integer, default=1)
+    department_id: Mapped[int | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class RoutingRule(Base):
+    """属地管理, 谁主管谁负责: which department a matter of this region/category/topic belongs to."""
+
+    __tablename__ = "routing_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    # {"regions": [...], "categories": [...], "topic_ids": [...], "source_ids": [...],
+    #  "keywords": [...]}: every key given must match; within a key any value matches.
+    conditions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id", ondelete="CASCADE"))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Case(Base):
+    """舆情处理单: one matter, its origin, its state, who handles it and by when."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)  # 2026-0001
+    title: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    # online, assigned (督办件), onsite (现场/媒体来电), liaison, board (留言板), manual
+    origin: Mapped[str] = mapped_column(String(16))
+    # assigned: {"office", "instructions", "deadline"}; onsite: {"caller", "outlet", "question"}…
+    origin_detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    event_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    post_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    board_message_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    template_id: Mapped[int | None] = mapped_column(
+        ForeignKey("case_templates.id", ondelete="SET NULL"), nullable=True
+    )
+    level: Mapped[str] = mapped_column(String(16), default="general")
+    category: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    region: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="new")
+    # The state before "returned"/"rejected", so the case goes back to where it was sent back.
+    returned_to: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    department_id: Mapped[int | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="SET NULL"), nullable=True
+    )
+    suggested_department_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    routing: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    handling: Mapped[str] = mapped_column(Text, default="")  # the handling proposed on assessment
+    result: Mapped[str] = mapped_column(Text, default="")  # 处置结果, written on closing
+    approval_levels: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    archived_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # After closing, the event is watched until then for a relapse (a rise in negative volume).
+    watch_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    watch_baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reopened: Mapped[int] = mapped_column(Integer, default=0)
+    last_progress: Mapped[str] = mapped_column(Text, default="")
+    last_progress_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    __table_args__ = (
+        Index("ix_cases_state", "state"),
+        Index("ix_cases_department_id", "department_id"),
+        Index("ix_cases_event_id", "event_id"),
+    )
+
+
+class CaseTransition(Base):
+    """One step of a case through its states: who, when, from, to, why."""
+
+    __tablename__ = "case_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(24))
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    by: Mapped[str] = mapped_column(String(200), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (Index("ix_case_transitions_case_id", "case_id"),)
+
+
+class CaseTask(Base):
+    """A task inside a case (核实现场, 准备材料…) with its assignee and due time."""
+
+    __tablename__ = "case_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16), default="other")  # verify, contact, materials
+    assignee_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    department_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open, done, cancelled
+    note: Mapped[str] = mapped_column(Text, default="")
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (Index("ix_case_tasks_case_id", "case_id"),)
+
+
+class CaseDeadline(Base):
+    """One timed step of a case (受理, 报告, 部门反馈, 回复…): due, met, reminded, overdue.
+
+    Kept after it is met, so overdue statistics can be counted per step and department.
+    """
+
+    __tablename__ = "case_deadlines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(24))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    department_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open, met, cancelled
+    met_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (
+        Index("ix_case_deadlines_case_id", "case_id"),
+        Index("ix_case_deadlines_due", "status", "due_at"),
+    )
+
+
+class Reply(Base):
+    """回复: one public reply of a case (first facts, progress, result, or point-to-point)."""
+
+    __tablename__ = "replies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(
+        String(10), default="facts"
+    )  # facts, progress, result, point
+    # draft, submitted, approved, returned, published
+    state: Mapped[str] = mapped_column(String(10), default="draft")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    approvals_needed: Mapped[int] = mapped_column(Integer, default=1)
+    approvals: Mapped[int] = mapped_column(Integer, default=0)  # of the current version
+    in_reply_to_post_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    platform: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    account: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    published_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    published_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Volume and sentiment of the case's event in the hours before and after publishing.
+    effect: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (Index("ix_replies_case_id", "case_id"),)
+
+
+class ReplyVersion(Base):
+    """A draft's text as it was at one version; never changed once written."""
+
+    __tablename__ = "reply_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reply_id: Mapped[int] = mapped_column(ForeignKey("replies.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (UniqueConstraint("reply_id", "version", name="uq_reply_versions_version"),)
+
+
+class ReplyApproval(Base):
+    """One approver's decision on one version of a reply, at one level of the chain."""
+
+    __tablename__ = "reply_approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reply_id: Mapped[int] = mapped_column(ForeignKey("replies.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    level: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(10))  # approved, returned
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (Index("ix_reply_approvals_reply_id", "reply_id"),)
+
+
+class Evidence(Base):
+    """取证: a key page captured as a WARC record and a full-page screenshot, with their hashes."""
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), nullable=True
+    )
+    alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    post_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    # Numbered per category: 原帖-001, 转发-002, 回应-001…
+    category: Mapped[str] = mapped_column(String(16), default="post")
+    seq: Mapped[int] = mapped_column(Integer, default=1)
+    number: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text, default="")
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    discovered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    reported_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    handling_result: Mapped[str] = mapped_column(Text, default="")
+    captured_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(10), default="captured")  # captured, failed
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    warc_path: Mapped[str | None] = mapped_column(Text, nullable=True)  # under data_dir
+    warc_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    png_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    png_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (
+        Index("ix_evidence_case_id", "case_id"),
+        UniqueConstraint("case_id", "category", "seq", name="uq_evidence_number"),
+    )
+
+
+class BoardMessage(Base):
+    """留言板: a question, complaint or suggestion left on the public board, and its answer."""
+
+    __tablename__ = "board_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(12), default="question")  # question, complaint…
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(100), nullable=True)  # shown as given
+    contact: Mapped[str | None] = mapped_column(String(200), nullable=True)  # never shown
+    # sha256 of the private follow link's token; the token itself is shown to the asker once.
+    follow_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # new, accepted (a case is open), answered, closed (no answer needed), spam
+    status: Mapped[str] = mapped_column(String(10), default="new")
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    case_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the office
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (Index("ix_board_messages_status", "status", "created_at"),)
+
+
+class AuditEntry(Base):
+    """The audit log: append only, each entry carries the hash of the one before it."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str] = mapped_column(String(200))  # user name, or "system"
+    action: Mapped[str] = mapped_column(String(40))  # case.assign, reply.publish, grade.override
+    subject: Mapped[str] = mapped_column(String(60), default="")  # case:3, reply:7, setting:x
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    __table_args__ = (Index("ix_audit_log_subject", "subject"),)

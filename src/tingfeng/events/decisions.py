@@ -249,6 +249,14 @@ def _record(
             decided_at=utc_now(),
         )
     )
+    from tingfeng import audit
+
+    # Merges, splits and grade overrides are decisions people answer for: into the audit log.
+    audit.record(
+        conn, audit.Actor(None, by), f"event.{kind}", f"event:{event_id}",
+        {"other_event_id": other_event_id, "post_ids": post_ids, "level": level,
+         "reason": reason},
+    )  # fmt: skip
 
 
 def pending_decisions(conn: Connection, after_id: int) -> list[Any]:

@@ -65,6 +65,10 @@ def save_taxonomy(conn: Connection, taxonomy: Taxonomy, note: str | None = None)
             version=taxonomy.version, content=taxonomy.to_dict(), created_at=utc_now(), note=note
         )
     )
+    from tingfeng import audit
+
+    audit.record(conn, None, "settings.taxonomy", "taxonomy",
+                 {"version": taxonomy.version, "note": note})  # fmt: skip
     return taxonomy.version
 
 

@@ -15,15 +15,35 @@ from sqlalchemy import Connection, insert, select, update
 from tingfeng.db.models import Department, User
 from tingfeng.problems import ProblemsError
 
-# director 主任/分管领导, head 科室负责人, analyst 信息员/值班员, liaison 联络员, admin 管理员,
-# viewer 只读
+# What each role may do to cases is in tingfeng.cases.permissions; for alerts a role is a group
+# of recipients. admin 管理员; approver 领导 (approves handling and replies for the departments
+# under theirs); handler 经办人 (acts on their department's cases); analyst 监测员 (watches
+# everything, opens and assesses cases); liaison 联络员 (reports leads); viewer 只读.
 ROLES: dict[str, str] = {
     "admin": "管理员",
-    "director": "领导",
-    "head": "科室负责人",
-    "analyst": "信息员",
+    "approver": "领导",
+    "handler": "经办人",
+    "analyst": "监测员",
     "liaison": "联络员",
     "viewer": "只读",
+}
+# Other names people use for the same roles (and the names of earlier versions: director,
+# head), accepted wherever a role is given and stored as the canonical name.
+ROLE_ALIASES: dict[str, str] = {
+    "administrator": "admin",
+    "管理员": "admin",
+    "director": "approver",
+    "head": "approver",
+    "leader": "approver",
+    "领导": "approver",
+    "审批人": "approver",
+    "科室负责人": "approver",
+    "经办人": "handler",
+    "监测员": "analyst",
+    "信息员": "analyst",
+    "值班员": "analyst",
+    "联络员": "liaison",
+    "只读": "viewer",
 }
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _USERNAME = re.compile(r"^[\w.\-]{1,100}$")
@@ -64,10 +84,19 @@ class Person:
         }
 
 
+def canonical_role(role: str) -> str | None:
+    """The role's canonical name, or None when it is no role at all."""
+    name = role.strip()
+    if name in ROLES:
+        return name
+    return ROLE_ALIASES.get(name.lower(), ROLE_ALIASES.get(name))
+
+
 def _check_role(role: str) -> str:
-    if role not in ROLES:
+    canonical = canonical_role(role)
+    if canonical is None:
         raise OfficeError(f"Unknown role {role!r}: use one of {', '.join(ROLES)}.")
-    return role
+    return canonical
 
 
 def add_department(conn: Connection, name: str, parent: str | int | None = None) -> int:
@@ -182,9 +211,42 @@ def update_user(conn: Connection, user_id: int, **values: Any) -> Person:
     if unknown:
         raise OfficeError(f"Cannot change {', '.join(sorted(unknown))} of a user here.")
     if "role" in values:
-        _check_role(values["role"])
+        values["role"] = _check_role(values["role"])
     if values.get("email") and not _EMAIL.match(values["email"]):
         raise OfficeError(f"{values['email']!r} is not an e-mail address.")
     get_user(conn, user_id)
     conn.execute(update(User).where(User.id == user_id).values(**values))
     return get_user(conn, user_id)
+
+
+MIN_PASSWORD = 8
+
+
+def set_password(conn: Connection, user_id: int, password: str) -> None:
+    """Store the argon2 hash of a new password (never the password)."""
+    from argon2 import PasswordHasher
+
+    if len(password) < MIN_PASSWORD:
+        raise OfficeError(f"A password needs at least {MIN_PASSWORD} characters.")
+    get_user(conn, user_id)
+    conn.execute(
+        update(User).where(User.id == user_id).values(password_hash=PasswordHasher().hash(password))
+    )
+
+
+def check_password(conn: Connection, username: str, password: str) -> Person | None:
+    """The active person with this user name and password, or None (for either being wrong)."""
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    row = conn.execute(select(User).where(User.username == username.strip())).first()
+    hasher = PasswordHasher()
+    if row is None or not row.active or not row.password_hash:
+        # Hash anyway, so the time taken does not tell which user names exist.
+        hasher.hash(password or "x")
+        return None
+    try:
+        hasher.verify(row.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return Person.of(row)

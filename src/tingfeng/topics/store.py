@@ -144,6 +144,13 @@ def _record_version(conn: Connection, topic: SavedTopic, by: str | None) -> None
             saved_by=by,
         )
     )
+    from tingfeng import audit
+
+    audit.record(
+        conn, audit.Actor(None, by or "system"), "settings.topic", f"topic:{topic.id}",
+        {"name": topic.name, "version": topic.version, "query": topic.query,
+         "exclusions": list(topic.exclusions)},
+    )  # fmt: skip
 
 
 def create_topic(
@@ -266,6 +273,9 @@ def delete_topic(conn: Connection, ref: int | str) -> SavedTopic:
     conn.execute(delete(TopicMatch).where(TopicMatch.topic_id == topic.id))
     conn.execute(delete(TopicVersion).where(TopicVersion.topic_id == topic.id))
     conn.execute(delete(TopicRow).where(TopicRow.id == topic.id))
+    from tingfeng import audit
+
+    audit.record(conn, None, "settings.topic_remove", f"topic:{topic.id}", {"name": topic.name})
     return topic
 
 

@@ -334,6 +334,11 @@ def create_app(
     from tingfeng.web.alerts import register as register_alerts
 
     register_alerts(app, rt.engine, templates, settings)
+    from tingfeng.web.board import register as register_board
+    from tingfeng.web.cases import register as register_cases
+
+    register_cases(app, rt.engine, templates, settings)
+    register_board(app, rt.engine, templates, settings)
 
     @app.get("/", response_class=HTMLResponse)
     def live(request: Request) -> HTMLResponse:
