@@ -14,8 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
+from tingfeng.cli.duty import people_departments, people_list
 from tingfeng.cli.main import app, fail, in_read, in_write, print_table, settings_of
 from tingfeng.cli.main import dump_json as _dump
+from tingfeng.cli.main import local_time as _local
 
 case_app = typer.Typer(help="Cases (舆情处理单): open, move through their states, reply, close.")
 user_app = typer.Typer(help="Users who sign in: add them with a role and department.")
@@ -36,14 +38,6 @@ def _actor(conn: Any, username: str) -> Any:
 
 def _tz(ctx: typer.Context) -> str:
     return settings_of(ctx).default_timezone
-
-
-def _local(ctx: typer.Context, value: str | None) -> str:
-    from zoneinfo import ZoneInfo
-
-    if not value:
-        return ""
-    return datetime.fromisoformat(value).astimezone(ZoneInfo(_tz(ctx))).strftime("%Y-%m-%d %H:%M")
 
 
 # --- users and departments (the contract: user add, department add) ---------------------------
@@ -110,23 +104,6 @@ def user_passwd(
     typer.echo(f"password of {username} changed")
 
 
-@user_app.command("list")
-def user_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Users with role and department."""
-    from tingfeng.office.people import ROLES, list_departments, list_users
-
-    users, departments = in_read(ctx, lambda c: (list_users(c), list_departments(c)))
-    if as_json:
-        _dump([u.as_dict() for u in users])
-        return
-    dept = {d["id"]: d["name"] for d in departments}
-    print_table(
-        ["编号", "用户名", "姓名", "角色", "部门"],
-        [[u.id, u.username, u.display_name, ROLES.get(u.role, u.role),
-          dept.get(u.department_id, "")] for u in users],
-    )  # fmt: skip
-
-
 @department_app.command("add")
 def department_add(
     ctx: typer.Context,
@@ -147,20 +124,9 @@ def department_add(
     typer.echo(f"department {did} added: {name}")
 
 
-@department_app.command("list")
-def department_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Departments with the one each belongs to."""
-    from tingfeng.office.people import list_departments
-
-    departments = in_read(ctx, list_departments)
-    if as_json:
-        _dump(departments)
-        return
-    names = {d["id"]: d["name"] for d in departments}
-    print_table(
-        ["编号", "名称", "上级"],
-        [[d["id"], d["name"], names.get(d["parent_id"], "")] for d in departments],
-    )
+# The same listings as `people list` and `people departments`.
+user_app.command("list")(people_list)
+department_app.command("list")(people_departments)
 
 
 # --- cases -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from tingfeng.cli.main import app, fail, settings_of
 from tingfeng.cli.main import dump_json as _dump
 from tingfeng.cli.main import in_read as _read
 from tingfeng.cli.main import in_write as _write
+from tingfeng.cli.main import local_time as _local
 from tingfeng.cli.main import print_table as _table
 
 people_app = typer.Typer(
@@ -39,13 +40,6 @@ def _at(ctx: typer.Context, value: str | None) -> datetime:
     except ValueError:
         fail(f"--at {value!r} is not a time: use e.g. 2026-11-23T08:30 or 2026-11-23T08:30+08:00")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo(_tz(ctx)))
-
-
-def _local(ctx: typer.Context, value: datetime | str) -> str:
-    from zoneinfo import ZoneInfo
-
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.astimezone(ZoneInfo(_tz(ctx))).strftime("%Y-%m-%d %H:%M")
 
 
 def _user_ids(conn: Any, refs: str | None) -> list[int]:

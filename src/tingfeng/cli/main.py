@@ -82,6 +82,17 @@ def dump_json(value: Any) -> None:
     typer.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
+def local_time(ctx: typer.Context, value: datetime | str | None) -> str:
+    """A stored (UTC) time as `YYYY-MM-DD HH:MM` in the configured time zone; "" for none."""
+    from zoneinfo import ZoneInfo
+
+    if not value:
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    zone = ZoneInfo(settings_of(ctx).default_timezone)
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
 def settings_of(ctx: typer.Context) -> Settings:
     return ctx.obj["settings"]  # type: ignore[no-any-return]
 

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
-from zoneinfo import ZoneInfo
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
@@ -50,6 +49,7 @@ from tingfeng.events.grading import Level
 from tingfeng.office.people import OfficeError, get_user
 from tingfeng.secret import secret_key
 from tingfeng.settings import Settings
+from tingfeng.web import local_formatter
 
 T = TypeVar("T")
 
@@ -220,12 +220,7 @@ def _log_detail(entry: dict[str, Any]) -> str:
 
 def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Settings) -> None:
     """Add the alert routes to `app`."""
-    tz = ZoneInfo(settings.default_timezone)
-
-    def local(iso: str | None) -> str:
-        if not iso:
-            return ""
-        return datetime.fromisoformat(iso).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    local = local_formatter(settings.default_timezone)
 
     def read(work: Callable[[Connection], T]) -> T:
         with engine.connect() as conn:

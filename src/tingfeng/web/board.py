@@ -42,6 +42,7 @@ from tingfeng.cases.board import (
 from tingfeng.db.engine import write_transaction
 from tingfeng.secret import secret_key
 from tingfeng.settings import Settings
+from tingfeng.web import local_formatter
 
 T = TypeVar("T")
 PER_PAGE = 20
@@ -82,8 +83,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
     limiter = RateLimiter(settings.board_per_hour)
     used = UsedTokens()
 
-    def local(iso: str | None) -> str:
-        return datetime.fromisoformat(iso).astimezone(tz).strftime("%Y-%m-%d %H:%M") if iso else ""
+    local = local_formatter(settings.default_timezone)
 
     def read(work: Callable[[Any], T]) -> T:
         with engine.connect() as conn:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -23,17 +22,13 @@ from tingfeng.cases.ledger import COLUMNS, ledger, to_csv, to_xlsx
 from tingfeng.cases.service import CaseError
 from tingfeng.cases.states import ACTIONS, STATES
 from tingfeng.settings import Settings
+from tingfeng.web import local_formatter
 
 T = TypeVar("T")
 
 
 def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Settings) -> None:
-    tz = ZoneInfo(settings.default_timezone)
-
-    def local(iso: str | None) -> str:
-        if not iso:
-            return ""
-        return datetime.fromisoformat(iso).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    local = local_formatter(settings.default_timezone)
 
     def read(work: Callable[[Connection], T]) -> T:
         with engine.connect() as conn:

@@ -44,6 +44,7 @@ from tingfeng.office.people import (
     list_users,
 )
 from tingfeng.settings import Settings
+from tingfeng.web import local_formatter
 
 T = TypeVar("T")
 Ref = int | str  # an id, or a name (shift name, user name)
@@ -144,8 +145,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
             raise HTTPException(422, f"at={at!r} is not a time (ISO 8601).") from exc
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo(tz))
 
-    def local(iso: str) -> str:
-        return datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)).strftime("%m-%d %H:%M")
+    local = local_formatter(tz, "%m-%d %H:%M")
 
     def now_view(conn: Any, at: datetime) -> dict[str, Any]:
         people = {u.id: u for u in list_users(conn)}
