@@ -167,11 +167,53 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+TEST_PASSWORD = "test-password-1"
+
+
+def add_person(settings: Settings, username: str, role: str, department: str | None = None) -> int:
+    """A user who can sign in with TEST_PASSWORD (the department is created if missing)."""
+    from tingfeng.office.people import add_department, add_user, find_department, set_password
+    from tingfeng.problems import ProblemsError
+
+    engine = make_engine(settings.database_url)
+    with write_transaction(engine) as conn:
+        if department:
+            try:
+                find_department(conn, department)
+            except ProblemsError:
+                add_department(conn, department)
+        person = add_user(conn, username, username, role=role, department=department)
+        set_password(conn, person.id, TEST_PASSWORD)
+    engine.dispose()
+    return person.id
+
+
+def sign_in(client: httpx.Client, username: str) -> str:
+    """Sign `client` in (the cookie stays in its jar) and send the CSRF token with changes."""
+    r = client.post("/login", data={"username": username, "password": TEST_PASSWORD})
+    assert r.status_code == 303, r.text
+    token = client.get("/api/v1/session").json()["csrf_token"]
+    client.headers["X-CSRF-Token"] = token
+    return token
+
+
+def signed_in_page(browser: object, client: httpx.Client) -> object:
+    """A browser page in its own context carrying `client`'s session cookie."""
+    context = browser.new_context()  # type: ignore[attr-defined]
+    context.add_cookies(
+        [{"name": name, "value": value, "url": str(client.base_url)}
+         for name, value in client.cookies.items()]
+    )  # fmt: skip
+    return context.new_page()
+
+
 @pytest.fixture
 def web(settings: Settings) -> Iterator[tuple[httpx.Client, Settings]]:
+    """A real server, and a client signed in as the administrator `tester`."""
     engine = make_engine(settings.database_url)
     upgrade(engine)
     engine.dispose()
+    add_person(settings, "tester", "admin")
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -182,6 +224,7 @@ def web(settings: Settings) -> Iterator[tuple[httpx.Client, Settings]]:
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        sign_in(client, "tester")
         yield client, settings
     server.should_exit = True
     thread.join(timeout=10)

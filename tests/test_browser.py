@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import push_source
+from tests.conftest import push_source, signed_in_page
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -40,7 +40,7 @@ def test_live_page_shows_pushed_posts_without_reload_and_never_runs_them(
 ) -> None:  # type: ignore[no-untyped-def]
     client, settings = web
     sid, token = push_source(settings)
-    page = browser.new_page()  # type: ignore[attr-defined]
+    page = signed_in_page(browser, client)  # type: ignore[attr-defined]
     page.goto(str(client.base_url) + "/")
     page.wait_for_selector("text=信源状态")
     r = client.post(
@@ -72,7 +72,7 @@ def test_live_page_shows_pushed_posts_without_reload_and_never_runs_them(
 
 def test_search_page_shows_query_errors_in_place(web, browser) -> None:  # type: ignore[no-untyped-def]
     client, _ = web
-    page = browser.new_page()  # type: ignore[attr-defined]
+    page = signed_in_page(browser, client)  # type: ignore[attr-defined]
     page.goto(str(client.base_url) + "/search?q=(医院")
     assert "not closed" in page.inner_text(".error")
     page.close()
@@ -91,7 +91,7 @@ def test_topic_page_previews_a_draft_and_shows_query_errors(web, browser) -> Non
         ],
     )
     assert r.json()["stored"] == 3
-    page = browser.new_page()  # type: ignore[attr-defined]
+    page = signed_in_page(browser, client)  # type: ignore[attr-defined]
     page.goto(str(client.base_url) + "/topics")
     page.fill("input[name=name]", "医疗投诉")
     page.fill("input[name=query]", "医院 AND (投诉")
@@ -105,7 +105,7 @@ def test_topic_page_previews_a_draft_and_shows_query_errors(web, browser) -> Non
     assert "1" in page.inner_text("#preview-count strong")
     assert page.locator("#preview mark").count() >= 1
     assert page.evaluate("window.__xss") is None
-    page.click("button[type=submit]")
+    page.click("#topic-form button[type=submit]")
     page.wait_for_selector("tr[data-topic]")
     assert "医疗投诉" in page.inner_text("#topics")
     page.close()
@@ -118,7 +118,7 @@ def test_alerts_page_shows_new_alerts_live_and_acknowledges_them(web, browser) -
         "/api/v1/alert-rules", json={"name": "爆炸", "conditions": {"query": "爆炸"}, "per": "post"}
     )
     assert r.status_code == 201, r.text
-    page = browser.new_page()  # type: ignore[attr-defined]
+    page = signed_in_page(browser, client)  # type: ignore[attr-defined]
     page.goto(str(client.base_url) + "/alerts")
     page.wait_for_selector("text=没有待确认的预警")
     assert page.inner_text("#open-count") == "0"
@@ -148,12 +148,13 @@ def test_alerts_page_shows_new_alerts_live_and_acknowledges_them(web, browser) -
     page.wait_for_function(
         "document.querySelector('tr[data-alert] .status').innerText.includes('已确认')"
     )
-    assert "张三" in row.inner_text() and row.locator("button.ack").count() == 0
+    # The signed-in person acknowledges (the name field only fills links for group chats).
+    assert "tester" in row.inner_text() and row.locator("button.ack").count() == 0
     page.wait_for_function("document.getElementById('open-count').innerText === '0'")
     assert page.evaluate("localStorage.getItem('tingfeng.ackBy')") == "张三"
     alert_id = int(row.get_attribute("data-alert"))
     detail = client.get(f"/api/v1/alerts/{alert_id}").json()
-    assert detail["status"] == "acknowledged" and detail["acked_by"] == "张三"
+    assert detail["status"] == "acknowledged" and detail["acked_by"] == "tester"
     assert detail["acked_via"] == "web"
     assert page.evaluate("window.__xss") is None
     page.close()
@@ -175,7 +176,7 @@ def test_case_page_and_ledger_show_a_case_with_untrusted_text_inert(web, browser
         )  # fmt: skip
         act(conn, ana, settings, cid, "assess", handling="立即核实")
     engine.dispose()
-    page = browser.new_page()  # type: ignore[attr-defined]
+    page = signed_in_page(browser, client)  # type: ignore[attr-defined]
     page.goto(f"{client.base_url}/cases/{cid}")
     page.wait_for_selector("#case-state")
     assert page.inner_text("#case-state") == "已研判"
@@ -188,3 +189,41 @@ def test_case_page_and_ledger_show_a_case_with_untrusted_text_inert(web, browser
     page.wait_for_url(f"**/cases/{cid}")
     assert page.evaluate("window.__xss") is None
     page.close()
+
+
+def test_sign_in_then_act_on_a_case_from_its_page(web, browser) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import TEST_PASSWORD, add_person
+    from tingfeng.cases.service import act, open_case
+    from tingfeng.db.engine import make_engine, write_transaction
+    from tingfeng.office.people import find_user
+
+    client, settings = web
+    add_person(settings, "ana", "analyst")
+    add_person(settings, "boss", "approver", "县委网信办")
+    engine = make_engine(settings.database_url)
+    with write_transaction(engine) as conn:
+        ana = find_user(conn, "ana")
+        cid = open_case(conn, ana, settings, title="某路段占道经营", level="较大")
+        act(conn, ana, settings, cid, "assess", handling="交城管局")
+    engine.dispose()
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{client.base_url}/cases/{cid}")
+    assert page.url.endswith(f"/login?next=/cases/{cid}")
+    page.fill("input[name=username]", "boss")
+    page.fill("input[name=password]", "wrong-password")
+    page.click("form[action='/login'] button")
+    assert "用户名或密码不正确" in page.inner_text("#login-error")
+    page.fill("input[name=password]", TEST_PASSWORD)
+    page.click("form[action='/login'] button")
+    page.wait_for_url(f"**/cases/{cid}")
+    assert page.inner_text("#me") == "boss"
+    # The approver sees only what an approver may do now; the dismissal needs a reason.
+    actions = page.locator("#case-actions form").evaluate_all("fs => fs.map(f => f.dataset.action)")
+    assert actions == ["return_assessment", "approve_handling", "dismiss"]
+    page.click("form[data-action=approve_handling] button")
+    page.wait_for_selector("#case-msg")
+    assert page.inner_text("#case-state") == "已批准处置"
+    assert "批准处置 已完成" in page.inner_text("#case-msg")
+    assert "boss" in page.inner_text("#history")
+    context.close()

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner, Result
 
+from tests.conftest import signed_in_page
 from tingfeng import workdays
 from tingfeng.alerts import duty
 from tingfeng.alerts.duty import DutyError
@@ -465,6 +466,7 @@ def test_api_and_page(web) -> None:  # type: ignore[no-untyped-def]
     r = client.post("/api/v1/people", json={"username": "lisi"})
     assert r.status_code == 422 and r.json() == {"error": "There is already a user named 'lisi'."}
     assert [p["username"] for p in client.get("/api/v1/people").json()["people"]] == [
+        "tester",  # the administrator the test is signed in as
         "zhangsan",
         "lisi",
     ]
@@ -547,7 +549,7 @@ def test_page_files_a_report_and_shows_the_error_in_place(web) -> None:  # type:
         browser = p.chromium.launch(
             executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
         )
-        page = browser.new_page()
+        page = signed_in_page(browser, client)
         page.goto(str(client.base_url) + "/duty")
         assert "张三" in page.inner_text("#on-duty")
         page.fill("input[name=on_date]", yesterday)

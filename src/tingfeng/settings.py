@@ -245,6 +245,18 @@ class Settings(BaseSettings):
     evidence_dir: Path | None = Field(
         None, description="Where captured evidence is kept; default: evidence/ in the data dir."
     )
+    session_idle_minutes: int = Field(
+        480, description="A signed-in browser is signed out after this long without use."
+    )
+    session_max_hours: int = Field(
+        24, description="A browser session ends this long after signing in, used or not."
+    )
+    login_max_failures: int = Field(
+        5, description="Wrong passwords in a row before an account is locked."
+    )
+    login_lock_minutes: int = Field(
+        15, description="How long an account stays locked after too many wrong passwords."
+    )
     log_level: str = Field("INFO", description="Logging level.")
 
     @field_validator("fetch_allowed_networks", mode="before")

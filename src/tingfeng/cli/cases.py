@@ -1,5 +1,4 @@
-"""Commands for cases (`case …`), the people who handle them (`user`, `department`) and the
-audit log (`audit`).
+"""Commands for cases (`case …`) and the audit log (`audit`).
 
 Whoever runs the command acts as the person named with `--as`: the same role and department
 checks apply as on the web, and the audit log records that person.
@@ -14,14 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
-from tingfeng.cli.duty import people_departments, people_list
 from tingfeng.cli.main import app, fail, in_read, in_write, print_table, settings_of
 from tingfeng.cli.main import dump_json as _dump
 from tingfeng.cli.main import local_time as _local
 
 case_app = typer.Typer(help="Cases (舆情处理单): open, move through their states, reply, close.")
-user_app = typer.Typer(help="Users who sign in: add them with a role and department.")
-department_app = typer.Typer(help="Departments (office → bureaus/towns → units).")
 audit_app = typer.Typer(help="The audit log: every action, chained by hashes.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -38,95 +34,6 @@ def _actor(conn: Any, username: str) -> Any:
 
 def _tz(ctx: typer.Context) -> str:
     return settings_of(ctx).default_timezone
-
-
-# --- users and departments (the contract: user add, department add) ---------------------------
-
-
-@user_app.command("add")
-def user_add(
-    ctx: typer.Context,
-    username: Annotated[str, typer.Option(help="Sign-in name, e.g. zhangsan.")],
-    password: Annotated[
-        str, typer.Option(help="At least 8 characters; only its argon2 hash is kept.")
-    ],
-    role: Annotated[
-        str,
-        typer.Option(
-            help="admin, approver (领导), handler (经办人), analyst (监测员), liaison, viewer."
-        ),
-    ],
-    department: Annotated[str | None, typer.Option(help="Department by name or id.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Display name, e.g. 张三.")] = None,
-    email: Annotated[str | None, typer.Option(help="E-mail address for alerts.")] = None,
-    phone: Annotated[str | None, typer.Option(help="Mobile phone number.")] = None,
-) -> None:
-    """Add a user who can sign in."""
-    from tingfeng import audit
-    from tingfeng.office.people import MIN_PASSWORD, OfficeError, add_user, set_password
-
-    if len(password) < MIN_PASSWORD:
-        fail(f"A password needs at least {MIN_PASSWORD} characters.")
-
-    def work(conn: Any) -> Any:
-        person = add_user(
-            conn, username, name, role=role, department=department, email=email, phone=phone
-        )
-        try:
-            set_password(conn, person.id, password)
-        except OfficeError:
-            raise
-        audit.record(conn, None, "settings.user_add", f"user:{person.id}",
-                     {"username": person.username, "role": person.role,
-                      "department_id": person.department_id})  # fmt: skip
-        return person
-
-    person = in_write(ctx, work)
-    typer.echo(f"user {person.id} added: {person.username} ({person.role})")
-
-
-@user_app.command("passwd")
-def user_passwd(
-    ctx: typer.Context,
-    username: Annotated[str, typer.Argument(help="User name.")],
-    password: Annotated[str, typer.Option(help="The new password (at least 8 characters).")],
-) -> None:
-    """Set a user's password."""
-    from tingfeng import audit
-    from tingfeng.office.people import find_user, set_password
-
-    def work(conn: Any) -> None:
-        person = find_user(conn, username)
-        set_password(conn, person.id, password)
-        audit.record(conn, None, "settings.user_password", f"user:{person.id}", {})
-
-    in_write(ctx, work)
-    typer.echo(f"password of {username} changed")
-
-
-@department_app.command("add")
-def department_add(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Department name, e.g. 城管局.")],
-    parent: Annotated[str | None, typer.Option(help="The department it belongs to.")] = None,
-) -> None:
-    """Add a department, under another one if given."""
-    from tingfeng import audit
-    from tingfeng.office.people import add_department
-
-    def work(conn: Any) -> int:
-        did = add_department(conn, name, parent)
-        audit.record(conn, None, "settings.department_add", f"department:{did}",
-                     {"name": name, "parent": parent})  # fmt: skip
-        return did
-
-    did = in_write(ctx, work)
-    typer.echo(f"department {did} added: {name}")
-
-
-# The same listings as `people list` and `people departments`.
-user_app.command("list")(people_list)
-department_app.command("list")(people_departments)
 
 
 # --- cases -----------------------------------------------------------------------------------
@@ -681,6 +588,4 @@ def audit_list(
 
 
 app.add_typer(case_app, name="case")
-app.add_typer(user_app, name="user")
-app.add_typer(department_app, name="department")
 app.add_typer(audit_app, name="audit")

@@ -14,6 +14,8 @@ from tingfeng.cli.main import in_write as _write
 from tingfeng.cli.main import local_time as _local
 from tingfeng.cli.main import print_table as _table
 
+user_app = typer.Typer(help="Users who sign in: add them with a role and department.")
+department_app = typer.Typer(help="Departments (office → bureaus/towns → units).")
 people_app = typer.Typer(
     help="People of the office (人员), their roles and departments (科室).", no_args_is_help=True
 )
@@ -516,5 +518,138 @@ def duty_missing(
     )
 
 
+# --- users and departments (the contract: user add, department add) ---------------------------
+
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Option(help="Sign-in name, e.g. zhangsan.")],
+    password: Annotated[
+        str, typer.Option(help="At least 8 characters; only its argon2 hash is kept.")
+    ],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="admin, approver (领导), handler (经办人), analyst (监测员), liaison, viewer."
+        ),
+    ],
+    department: Annotated[str | None, typer.Option(help="Department by name or id.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name, e.g. 张三.")] = None,
+    email: Annotated[str | None, typer.Option(help="E-mail address for alerts.")] = None,
+    phone: Annotated[str | None, typer.Option(help="Mobile phone number.")] = None,
+) -> None:
+    """Add a user who can sign in."""
+    from tingfeng import audit
+    from tingfeng.office.people import MIN_PASSWORD, OfficeError, add_user, set_password
+
+    if len(password) < MIN_PASSWORD:
+        fail(f"A password needs at least {MIN_PASSWORD} characters.")
+
+    def work(conn: Any) -> Any:
+        person = add_user(
+            conn, username, name, role=role, department=department, email=email, phone=phone
+        )
+        try:
+            set_password(conn, person.id, password)
+        except OfficeError:
+            raise
+        audit.record(conn, None, "settings.user_add", f"user:{person.id}",
+                     {"username": person.username, "role": person.role,
+                      "department_id": person.department_id})  # fmt: skip
+        return person
+
+    person = _write(ctx, work)
+    typer.echo(f"user {person.id} added: {person.username} ({person.role})")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="User name.")],
+    password: Annotated[str, typer.Option(help="The new password (at least 8 characters).")],
+) -> None:
+    """Set a user's password."""
+    from tingfeng import audit
+    from tingfeng.office.people import find_user, set_password
+
+    def work(conn: Any) -> None:
+        person = find_user(conn, username)
+        set_password(conn, person.id, password)
+        audit.record(conn, None, "settings.user_password", f"user:{person.id}", {})
+
+    _write(ctx, work)
+    typer.echo(f"password of {username} changed")
+
+
+@department_app.command("add")
+def department_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Department name, e.g. 城管局.")],
+    parent: Annotated[str | None, typer.Option(help="The department it belongs to.")] = None,
+) -> None:
+    """Add a department, under another one if given."""
+    from tingfeng import audit
+    from tingfeng.office.people import add_department
+
+    def work(conn: Any) -> int:
+        did = add_department(conn, name, parent)
+        audit.record(conn, None, "settings.department_add", f"department:{did}",
+                     {"name": name, "parent": parent})  # fmt: skip
+        return did
+
+    did = _write(ctx, work)
+    typer.echo(f"department {did} added: {name}")
+
+
+@user_app.command("token-add")
+def user_token_add(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Whose token: it acts with their role.")],
+    name: Annotated[str, typer.Option(help="What uses it, e.g. 日报脚本.")],
+    days: Annotated[int | None, typer.Option(help="Expires after this many days.")] = None,
+) -> None:
+    """Issue a personal API token (send it as `Authorization: Bearer tf_…`); shown once."""
+    from datetime import UTC, datetime
+
+    from tingfeng.office.people import find_user
+    from tingfeng.office.signin import issue_api_token
+
+    token = _write(
+        ctx, lambda c: issue_api_token(c, find_user(c, username), name, datetime.now(UTC),
+                                       days=days)
+    )  # fmt: skip
+    typer.echo(token)
+    typer.echo("keep it now: it is not shown again", err=True)
+
+
+@user_app.command("unlock")
+def user_unlock(
+    ctx: typer.Context, username: Annotated[str, typer.Argument(help="User name.")]
+) -> None:
+    """Lift a lock-out after too many wrong passwords."""
+    from sqlalchemy import update
+
+    from tingfeng import audit
+    from tingfeng.db.models import User
+    from tingfeng.office.people import find_user
+
+    def work(conn: Any) -> None:
+        person = find_user(conn, username)
+        conn.execute(
+            update(User).where(User.id == person.id).values(failed_logins=0, locked_until=None)
+        )
+        audit.record(conn, None, "user.unlock", f"user:{person.id}", {})
+
+    _write(ctx, work)
+    typer.echo(f"{username} unlocked")
+
+
+# The same listings as `people list` and `people departments`.
+user_app.command("list")(people_list)
+department_app.command("list")(people_departments)
+
 app.add_typer(people_app, name="people")
 app.add_typer(duty_app, name="duty")
+app.add_typer(user_app, name="user")
+app.add_typer(department_app, name="department")

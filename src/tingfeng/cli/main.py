@@ -745,8 +745,24 @@ def serve(
     if workers:
         updates["workers"] = workers
     settings = settings.model_copy(update=updates)
-    engine_of(ctx)  # migrate before anything starts
+    _hint_first_user(engine_of(ctx))  # migrates before anything starts
     run_role(settings, role)
+
+
+def _hint_first_user(engine: Any) -> None:
+    """Every page needs signing in: say how to make the first account when there is none."""
+    from sqlalchemy import select
+
+    from tingfeng.db.models import User
+
+    with engine.connect() as conn:
+        if conn.execute(select(User.id).where(User.password_hash.is_not(None))).first():
+            return
+    typer.echo(
+        "nobody can sign in yet: add an administrator first, e.g.\n"
+        "  tingfeng user add --username admin --password '…' --role admin",
+        err=True,
+    )
 
 
 demo_app = typer.Typer(
@@ -807,6 +823,7 @@ def demo(
         typer.echo(line)
     from tingfeng.service import run_role
 
+    _hint_first_user(engine_of(ctx))
     typer.echo(f"open http://{settings.web_host}:{settings.web_port}/ to watch posts arrive")
     run_role(settings, "all")
 

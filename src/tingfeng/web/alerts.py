@@ -50,6 +50,7 @@ from tingfeng.office.people import OfficeError, get_user
 from tingfeng.secret import secret_key
 from tingfeng.settings import Settings
 from tingfeng.web import local_formatter
+from tingfeng.web.guard import require_user
 
 T = TypeVar("T")
 
@@ -111,7 +112,7 @@ class AckIn(BaseModel):
 
 
 class ReadIn(BaseModel):
-    user_id: int
+    user_id: int | None = None
     ids: list[int] | None = Field(None, max_length=10_000)
 
 
@@ -256,19 +257,16 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         return detail
 
     @app.post("/api/v1/alerts/{alert_id}/ack")
-    def api_alert_ack(alert_id: int, body: AckIn) -> dict[str, Any]:
-        """Acknowledge (确认收到); acknowledging again changes nothing and says who did."""
+    def api_alert_ack(request: Request, alert_id: int, body: AckIn) -> dict[str, Any]:
+        """Acknowledge (确认收到) as the signed-in person; acknowledging again changes nothing
+        and says who did."""
+        me = require_user(request)
         try:
             with write_transaction(engine) as conn:
                 if not _exists(conn, Alert, alert_id):
                     raise HTTPException(404, f"No alert {alert_id}.")
                 done = acknowledge(
-                    conn,
-                    alert_id,
-                    by=_acker(conn, body.by, body.user_id),
-                    via=body.via,
-                    now=_now(),
-                    user_id=body.user_id,
+                    conn, alert_id, by=me.display_name, via=body.via, now=_now(), user_id=me.id
                 )
         except AckError as exc:
             raise HTTPException(422, str(exc)) from exc
@@ -287,14 +285,25 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         except OfficeError as exc:
             raise HTTPException(404, str(exc)) from exc
 
+    def _whose(request: Request, user_id: int | None) -> int:
+        """One's own inbox; another person's only for the administrator (helping them)."""
+        me = require_user(request)
+        if user_id is None or user_id == me.id:
+            return me.id
+        if me.role != "admin":
+            raise HTTPException(403, "Only your own inbox.")
+        return user_id
+
     @app.get("/api/v1/inbox")
     def api_inbox(
-        user_id: int,
+        request: Request,
+        user_id: int | None = None,
         after_id: int = Query(0, ge=0),
         unread_only: bool = False,
         limit: int = Query(50, ge=1, le=500),
     ) -> dict[str, Any]:
-        """A person's in-app messages, newest first, and how many are unread."""
+        """Your in-app messages, newest first, and how many are unread."""
+        user_id = _whose(request, user_id)
 
         def work(conn: Connection) -> dict[str, Any]:
             _person(conn, user_id)
@@ -304,12 +313,13 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         return read(work)
 
     @app.post("/api/v1/inbox/read")
-    def api_inbox_read(body: ReadIn) -> dict[str, Any]:
-        """Mark messages read (`ids`), or all of the person's messages (`ids`: null)."""
+    def api_inbox_read(request: Request, body: ReadIn) -> dict[str, Any]:
+        """Mark messages read (`ids`), or all of your messages (`ids`: null)."""
+        user_id = _whose(request, body.user_id)
         with write_transaction(engine) as conn:
-            _person(conn, body.user_id)
-            marked = mark_read(conn, body.user_id, body.ids, _now())
-            return {"marked": marked, "unread": unread_count(conn, body.user_id)}
+            _person(conn, user_id)
+            marked = mark_read(conn, user_id, body.ids, _now())
+            return {"marked": marked, "unread": unread_count(conn, user_id)}
 
     # --- rules --------------------------------------------------------------------------------
 

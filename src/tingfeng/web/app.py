@@ -105,12 +105,30 @@ def create_app(
     settings: Settings, *, queue: Queue | None = None, runtime: Runtime | None = None
 ) -> FastAPI:
     rt = runtime or (queue.runtime if queue else Runtime(settings))
+    from fastapi import Depends
+
+    from tingfeng.web.guard import SignInRequired, guard, sign_in_required_response
+
     app = FastAPI(
         title="Tingfeng 听风",
         version=__version__,
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
+        # Sign-in, CSRF and the role of every route (tingfeng.web.guard).
+        dependencies=[Depends(guard)],
     )
+    app.state.engine = rt.engine
+    app.state.settings = settings
+    app.add_exception_handler(SignInRequired, sign_in_required_response)
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.filters["status_label"] = lambda s: STATUS_LABELS.get(s, s)
     templates.env.filters["safe_url"] = safe_url
@@ -334,10 +352,12 @@ def create_app(
     from tingfeng.web.alerts import register as register_alerts
 
     register_alerts(app, rt.engine, templates, settings)
+    from tingfeng.web.account import register as register_account
     from tingfeng.web.board import register as register_board
     from tingfeng.web.cases import register as register_cases
 
     register_cases(app, rt.engine, templates, settings)
+    register_account(app, rt.engine, templates, settings)
     register_board(app, rt.engine, templates, settings)
 
     @app.get("/", response_class=HTMLResponse)

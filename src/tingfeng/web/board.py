@@ -18,7 +18,6 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from tingfeng.audit import Actor
 from tingfeng.cases.board import (
     KINDS,
     STATUS,
@@ -43,6 +42,7 @@ from tingfeng.db.engine import write_transaction
 from tingfeng.secret import secret_key
 from tingfeng.settings import Settings
 from tingfeng.web import local_formatter
+from tingfeng.web.guard import require_user
 
 T = TypeVar("T")
 PER_PAGE = 20
@@ -260,9 +260,9 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         )
 
     @app.post("/api/v1/board/messages/{message_id}/status")
-    def api_board_status(message_id: int, body: StatusIn) -> dict[str, Any]:
+    def api_board_status(request: Request, message_id: int, body: StatusIn) -> dict[str, Any]:
         """Mark a message spam, or closed (no answer needed), or back to new."""
-        actor = Actor(None, (body.by or "").strip() or "api")
+        actor = require_user(request)
         try:
             with write_transaction(engine) as conn:
                 return set_status(conn, message_id, body.status, actor, body.reason)

@@ -1,8 +1,7 @@
 """Pages and API for cases (处理单), the ledger (台账) and the audit log.
 
-Until sign-in arrives (issue 7) these are read-only: every case is shown, and the actions are
-taken on the command line (`tingfeng case act … --as USER`), where role and department checks
-apply. The pages list the actions the state machine allows next.
+Everything acts as the signed-in person: the lists show only the cases they may see, and each
+action goes through the same role and department checks as on the command line.
 """
 
 from __future__ import annotations
@@ -10,21 +9,80 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from tingfeng import audit
 from tingfeng.cases.detail import case_detail, list_cases
 from tingfeng.cases.ledger import COLUMNS, ledger, to_csv, to_xlsx
-from tingfeng.cases.service import CaseError
+from tingfeng.cases.permissions import PermissionDenied
 from tingfeng.cases.states import ACTIONS, STATES
+from tingfeng.db.engine import write_transaction
+from tingfeng.problems import ProblemsError
 from tingfeng.settings import Settings
 from tingfeng.web import local_formatter
+from tingfeng.web.guard import require_user
 
 T = TypeVar("T")
+
+
+class CaseIn(BaseModel):
+    title: str = ""
+    origin: str = "manual"
+    summary: str = ""
+    origin_detail: dict[str, Any] = Field(default_factory=dict)
+    alert_id: int | None = None
+    event_id: int | None = None
+    post_id: int | None = None
+    board_message_id: int | None = None
+    template: str | None = None
+    level: str | None = None
+    department: str | None = None
+
+
+class ActionIn(BaseModel):
+    reason: str = ""
+    level: str | None = None
+    handling: str = ""
+    department: str | None = None
+    result: str = ""
+
+
+class TaskIn(BaseModel):
+    title: str
+    kind: str = "other"
+    assignee: str | None = None
+    due: str | None = Field(None, examples=["2h", "4wh", "1wd"])
+
+
+class TextIn(BaseModel):
+    text: str
+    stage: str = "facts"
+    in_reply_to_post_id: int | None = None
+    note: str = ""
+
+
+class ReplyStepIn(BaseModel):
+    text: str | None = None
+    reason: str = ""
+    note: str = ""
+    platform: str = ""
+    account: str = ""
+    url: str = ""
+
+
+REPLY_STEPS = ("revise", "submit", "approve", "return", "publish")
+
+
+def _status(exc: ProblemsError) -> int:
+    if isinstance(exc, PermissionDenied) or "may not" in str(exc):
+        return 403
+    return 404 if str(exc).startswith(("No case", "No reply")) else 422
 
 
 def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Settings) -> None:
@@ -34,34 +92,48 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         with engine.connect() as conn:
             try:
                 return work(conn)
-            except CaseError as exc:
-                raise HTTPException(
-                    404 if str(exc).startswith("No case") else 422, str(exc)
-                ) from exc
+            except ProblemsError as exc:
+                raise HTTPException(_status(exc), str(exc)) from exc
+
+    def write(work: Callable[[Connection], T]) -> T:
+        try:
+            with write_transaction(engine) as conn:
+                return work(conn)
+        except ProblemsError as exc:
+            raise HTTPException(_status(exc), str(exc)) from exc
+
+    # --- reading -------------------------------------------------------------------------------
 
     @app.get("/api/v1/cases")
     def api_cases(
+        request: Request,
         state: str | None = None,
         open_only: bool = False,
         limit: int = Query(100, ge=1, le=1000),
         offset: int = Query(0, ge=0),
     ) -> dict[str, Any]:
-        """Cases, newest first."""
+        """The cases the signed-in person may see, newest first."""
+        me = require_user(request)
         rows = read(
-            lambda c: list_cases(c, None, state=state, open_only=open_only, limit=limit,
+            lambda c: list_cases(c, me, state=state, open_only=open_only, limit=limit,
                                  offset=offset)
         )  # fmt: skip
         return {"cases": rows, "states": STATES}
 
     @app.get("/api/v1/cases/{case_ref}")
-    def api_case(case_ref: str) -> dict[str, Any]:
-        """One case with history, tasks, deadlines, replies and evidence."""
-        return read(lambda c: case_detail(c, None, case_ref))
+    def api_case(request: Request, case_ref: str) -> dict[str, Any]:
+        """One case with history, tasks, deadlines, replies, evidence and the actions the
+        signed-in person may take."""
+        me = require_user(request)
+        return read(lambda c: case_detail(c, me, case_ref))
 
     @app.get("/api/v1/ledger")
-    def api_ledger(format: str = Query("json", pattern="^(json|csv|xlsx)$")) -> Any:
+    def api_ledger(
+        request: Request, format: str = Query("json", pattern="^(json|csv|xlsx)$")
+    ) -> Any:
         """The ledger; `format=csv` or `xlsx` downloads it."""
-        rows = read(lambda c: ledger(c, None, datetime.now(UTC), settings.default_timezone))
+        me = require_user(request)
+        rows = read(lambda c: ledger(c, me, datetime.now(UTC), settings.default_timezone))
         if format == "csv":
             return Response(
                 to_csv(rows), media_type="text/csv; charset=utf-8",
@@ -85,28 +157,139 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         return {"entries": read(lambda c: audit.entries(c, subject=subject, limit=limit,
                                                         before_id=before_id))}  # fmt: skip
 
+    # --- acting --------------------------------------------------------------------------------
+
+    @app.post("/api/v1/cases", status_code=201)
+    def api_open_case(request: Request, body: CaseIn) -> dict[str, Any]:
+        """Open a case (from an alert, event, post, board message, or by hand)."""
+        from tingfeng.cases.service import open_case
+
+        me = require_user(request)
+        case_id = write(
+            lambda c: open_case(c, me, settings, **body.model_dump(exclude={"board_message_id"}),
+                                board_message_id=body.board_message_id)
+        )  # fmt: skip
+        return read(lambda c: case_detail(c, me, case_id))
+
+    @app.post("/api/v1/cases/{case_ref}/actions/{action}")
+    def api_act(request: Request, case_ref: str, action: str, body: ActionIn) -> dict[str, Any]:
+        """Take a workflow action (see `actions` of the case for those open to you)."""
+        from tingfeng.cases.service import act
+
+        me = require_user(request)
+        write(lambda c: act(c, me, settings, case_ref, action.replace("-", "_"),
+                            **body.model_dump()))  # fmt: skip
+        return read(lambda c: case_detail(c, me, case_ref))
+
+    @app.post("/api/v1/cases/{case_ref}/tasks", status_code=201)
+    def api_task(request: Request, case_ref: str, body: TaskIn) -> dict[str, Any]:
+        from tingfeng.cases.tasks import add_task
+
+        me = require_user(request)
+        task_id = write(lambda c: add_task(c, me, settings, case_ref, body.title, kind=body.kind,
+                                           assignee=body.assignee, due=body.due))  # fmt: skip
+        return {"task_id": task_id}
+
+    @app.post("/api/v1/cases/{case_ref}/progress")
+    def api_progress(request: Request, case_ref: str, body: TextIn) -> dict[str, Any]:
+        from tingfeng.cases.tasks import add_progress
+
+        me = require_user(request)
+        write(lambda c: add_progress(c, me, case_ref, body.text))
+        return {"ok": True}
+
+    @app.post("/api/v1/cases/{case_ref}/replies", status_code=201)
+    def api_reply(request: Request, case_ref: str, body: TextIn) -> dict[str, Any]:
+        """Draft a reply; then /api/v1/replies/{id}/submit, approve, return, publish."""
+        from tingfeng.cases.replies import draft_reply
+
+        me = require_user(request)
+        reply_id = write(
+            lambda c: draft_reply(c, me, case_ref, body.text, stage=body.stage,
+                                  in_reply_to_post_id=body.in_reply_to_post_id)
+        )  # fmt: skip
+        return {"reply_id": reply_id}
+
+    @app.post("/api/v1/replies/{reply_id}/{step}")
+    def api_reply_step(
+        request: Request, reply_id: int, step: str, body: ReplyStepIn
+    ) -> dict[str, Any]:
+        """A step of a reply: revise (text), submit, approve (note), return (reason),
+        publish (platform, account, url; the text must be the approved one if given)."""
+        from tingfeng.cases import replies
+
+        me = require_user(request)
+        if step not in REPLY_STEPS:
+            raise HTTPException(404, f"No reply step {step!r}: use {', '.join(REPLY_STEPS)}.")
+
+        def work(c: Connection) -> Any:
+            if step == "revise":
+                return replies.revise_reply(c, me, reply_id, body.text or "", note=body.note)
+            if step == "submit":
+                return replies.submit_reply(c, me, settings, reply_id)
+            if step == "approve":
+                return replies.approve_reply(c, me, settings, reply_id, note=body.note)
+            if step == "return":
+                return replies.return_reply(c, me, settings, reply_id, body.reason)
+            return replies.publish_reply(c, me, settings, reply_id, platform=body.platform,
+                                         account=body.account, url=body.url, text=body.text)  # fmt: skip
+
+        result = write(work)
+        return {"reply_id": reply_id, "step": step, "result": result}
+
+    # --- pages ---------------------------------------------------------------------------------
+
     @app.get("/cases", response_class=HTMLResponse)
     def cases_page(request: Request, state: str | None = None) -> HTMLResponse:
+        me = require_user(request)
         if state and state not in STATES:
             state = None
-        rows = read(lambda c: list_cases(c, None, state=state, limit=500))
+        rows = read(lambda c: list_cases(c, me, state=state, limit=500))
         return templates.TemplateResponse(
             request, "cases.html",
             {"cases": rows, "states": STATES, "state": state, "local": local},
         )  # fmt: skip
 
     @app.get("/cases/{case_ref}", response_class=HTMLResponse)
-    def case_page(request: Request, case_ref: str) -> HTMLResponse:
-        d = read(lambda c: case_detail(c, None, case_ref))
+    def case_page(request: Request, case_ref: str, msg: str = "", err: str = "") -> HTMLResponse:
+        me = require_user(request)
+        d = read(lambda c: case_detail(c, me, case_ref))
         nexts = [a for a in ACTIONS.values() if d["state"] in a.sources]
         return templates.TemplateResponse(
             request, "case.html",
-            {"case": d, "next_actions": nexts, "states": STATES, "local": local},
+            {"case": d, "next_actions": nexts, "states": STATES, "local": local,
+             "msg": msg[:200], "err": err[:500]},
         )  # fmt: skip
+
+    @app.post("/cases/{case_ref}/act", response_model=None)
+    def case_act_form(
+        request: Request,
+        case_ref: str,
+        action: str = Form(...),
+        reason: str = Form(""),
+        level: str = Form(""),
+        handling: str = Form(""),
+        department: str = Form(""),
+        result: str = Form(""),
+    ) -> Response:
+        """The case page's action form: done, or the refusal shown on the page."""
+        from tingfeng.cases.service import act
+
+        me = require_user(request)
+        try:
+            with write_transaction(engine) as conn:
+                row = act(conn, me, settings, case_ref, action, reason=reason,
+                          level=level or None, handling=handling,
+                          department=department or None, result=result)  # fmt: skip
+        except ProblemsError as exc:
+            return RedirectResponse(f"/cases/{quote(case_ref)}?err={quote(str(exc))}", 303)
+        label = ACTIONS[action].label if action in ACTIONS else action
+        return RedirectResponse(f"/cases/{row.id}?msg={quote(label + ' 已完成')}", 303)
 
     @app.get("/ledger", response_class=HTMLResponse)
     def ledger_page(request: Request) -> HTMLResponse:
-        rows = read(lambda c: ledger(c, None, datetime.now(UTC), settings.default_timezone))
+        me = require_user(request)
+        rows = read(lambda c: ledger(c, me, datetime.now(UTC), settings.default_timezone))
         return templates.TemplateResponse(
             request, "ledger.html", {"rows": rows, "columns": COLUMNS}
         )

@@ -1,6 +1,6 @@
 """API and page for the duty roster (值班) and the office's people and departments.
 
-Sign-in arrives with issue 7; until then who acts ("by", "user_id") comes from the request body.
+Who acts is the signed-in person (tingfeng.web.guard).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from tingfeng.office.people import (
 )
 from tingfeng.settings import Settings
 from tingfeng.web import local_formatter
+from tingfeng.web.guard import require_user
 
 T = TypeVar("T")
 Ref = int | str  # an id, or a name (shift name, user name)
@@ -225,12 +226,14 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         return write(work)
 
     @app.post("/api/v1/duty/swaps", status_code=201)
-    def api_duty_swap(body: SwapIn) -> dict[str, Any]:
+    def api_duty_swap(request: Request, body: SwapIn) -> dict[str, Any]:
+        by = require_user(request).username
+
         def work(conn: Any) -> dict[str, Any]:
             shift_id = find_shift(conn, body.shift)
             user_id = _user_ids(conn, [body.user])[0]
             day = parse_date(body.on_date)
-            swap(conn, shift_id, day, body.role, user_id, reason=body.reason, by=body.by or "api")
+            swap(conn, shift_id, day, body.role, user_id, reason=body.reason, by=by)
             return {"shift_id": shift_id, "on_date": day.isoformat(), "role": body.role,
                     "user_id": user_id}  # fmt: skip
 

@@ -29,6 +29,7 @@ from tingfeng.topics.store import (
     update_topic,
 )
 from tingfeng.topics.stored import preview
+from tingfeng.web.guard import require_user
 
 
 class TopicIn(BaseModel):
@@ -97,7 +98,8 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates) -> None:
             return {"topics": [t.to_dict() for t in list_topics(conn)]}
 
     @app.post("/api/v1/topics", status_code=201)
-    def api_topic_create(body: TopicIn) -> dict[str, Any]:
+    def api_topic_create(request: Request, body: TopicIn) -> dict[str, Any]:
+        me = require_user(request)
         try:
             with write_transaction(engine) as conn:
                 topic = create_topic(
@@ -108,7 +110,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates) -> None:
                     source_ids=body.source_ids,
                     enabled=body.enabled,
                     note=body.note,
-                    by="api",
+                    by=me.username,
                 )
         except QuerySyntaxError as exc:
             raise _query_error(exc) from exc
@@ -128,7 +130,8 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates) -> None:
                 raise HTTPException(404, str(exc)) from exc
 
     @app.patch("/api/v1/topics/{topic_id}")
-    def api_topic_update(topic_id: int, body: TopicPatch) -> dict[str, Any]:
+    def api_topic_update(request: Request, topic_id: int, body: TopicPatch) -> dict[str, Any]:
+        me = require_user(request)
         sources: Any = False
         if body.all_sources:
             sources = None
@@ -146,7 +149,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates) -> None:
                     source_ids=sources,
                     enabled=body.enabled,
                     note=body.note,
-                    by="api",
+                    by=me.username,
                 )
         except QuerySyntaxError as exc:
             raise _query_error(exc) from exc
@@ -212,35 +215,36 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates) -> None:
             return {"posts": event_posts(conn, event_id, limit=limit, offset=offset)}
 
     @app.post("/api/v1/events/{event_id}/merge")
-    def api_event_merge(event_id: int, body: MergeIn) -> dict[str, Any]:
+    def api_event_merge(request: Request, event_id: int, body: MergeIn) -> dict[str, Any]:
+        by = require_user(request).username
         try:
             with write_transaction(engine) as conn:
-                kept = merge_events(conn, event_id, body.other, by=body.by, reason=body.reason)
+                kept = merge_events(conn, event_id, body.other, by=by, reason=body.reason)
         except EventError as exc:
             raise HTTPException(422, str(exc)) from exc
         return {"event_id": kept, "merged": body.other}
 
     @app.post("/api/v1/events/{event_id}/split")
-    def api_event_split(event_id: int, body: SplitIn) -> dict[str, Any]:
+    def api_event_split(request: Request, event_id: int, body: SplitIn) -> dict[str, Any]:
+        by = require_user(request).username
         try:
             with write_transaction(engine) as conn:
-                new_id = split_event(conn, event_id, body.post_ids, by=body.by, reason=body.reason)
+                new_id = split_event(conn, event_id, body.post_ids, by=by, reason=body.reason)
         except EventError as exc:
             raise HTTPException(422, str(exc)) from exc
         return {"event_id": event_id, "new_event_id": new_id}
 
     @app.post("/api/v1/events/{event_id}/grade")
-    def api_event_grade(event_id: int, body: GradeIn) -> dict[str, Any]:
+    def api_event_grade(request: Request, event_id: int, body: GradeIn) -> dict[str, Any]:
+        by = require_user(request).username
         try:
             with write_transaction(engine) as conn:
                 if body.clear:
-                    clear_grade_override(conn, event_id, by=body.by, reason=body.reason)
+                    clear_grade_override(conn, event_id, by=by, reason=body.reason)
                     return {"event_id": event_id, "override": None}
                 if not body.level:
                     raise EventError("give a level, or clear: true")
-                grade = override_grade(
-                    conn, event_id, body.level, reason=body.reason or "", by=body.by
-                )
+                grade = override_grade(conn, event_id, body.level, reason=body.reason or "", by=by)
         except EventError as exc:
             raise HTTPException(422, str(exc)) from exc
         return {"event_id": event_id, "grade": grade}
