@@ -662,3 +662,24 @@ def test_ledger_lists_open_and_watched_cases_most_serious_first_and_exports(
     path.write_bytes(to_xlsx(rows))
     ws = load_workbook(path).active
     assert ws["A1"].value == "编号" and ws["C2"].value == "特大" and ws.max_row == 3
+
+
+def test_the_clock_keeps_going_for_cases_without_an_event(office, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A reply on a case with no event has no effect to measure (stored as JSON null): the
+    clock skips it, and the deadlines in the same tick are still watched."""
+    o = office
+    start = at("2026-11-23T09:00")
+    published = _open(o, now=start)
+    _to_verifying(o, published)
+    with write_transaction(o.engine) as conn:
+        rid = replies.draft_reply(conn, o.cg, published, "已处理")
+        replies.submit_reply(conn, o.cg, o.settings, rid)
+        replies.approve_reply(conn, o.cg_boss, o.settings, rid)
+        replies.publish_reply(conn, o.cg, o.settings, rid, platform="微博", account="@城管")
+    late = _open(o, level="特大", title="无人签收", now=start)
+    r = clock.tick(o.engine, AlertContext(o.settings), start + timedelta(hours=3))
+    assert "failed" not in caplog.text  # no part of the clock broke
+    assert r.case_alerts >= 2  # the 特大 case's acknowledge and report steps are overdue
+    with o.engine.connect() as conn:
+        titles = conn.execute(select(Alert.title).where(Alert.subject == f"case:{late}")).scalars()
+        assert any(t.startswith("【超期】") for t in titles)

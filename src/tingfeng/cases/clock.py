@@ -163,12 +163,25 @@ def relapses(conn: Connection, ctx: AlertContext, now: datetime) -> dict[str, in
 
 
 def tick(conn: Connection, ctx: AlertContext, now: datetime) -> dict[str, int]:
+    """Deadlines, relapses and reply effects, each in a savepoint: one part failing (logged)
+    must not undo or stop the others."""
     from tingfeng.cases.replies import refresh_effects
 
-    out = deadlines_due(conn, ctx, now)
-    for k, v in relapses(conn, ctx, now).items():
-        out[k] = out.get(k, 0) + v
-    out["effects"] = refresh_effects(conn, now)
+    out = {"reminders": 0, "overdue": 0, "deliveries": 0, "reopened": 0, "effects": 0}
+    parts = (
+        ("deadlines", lambda: deadlines_due(conn, ctx, now)),
+        ("relapses", lambda: relapses(conn, ctx, now)),
+        ("effects", lambda: {"effects": refresh_effects(conn, now)}),
+    )
+    for name, part in parts:
+        try:
+            with conn.begin_nested():
+                result = part()
+        except Exception:
+            log.exception("case clock: %s failed", name)
+            continue
+        for k, v in result.items():
+            out[k] = out.get(k, 0) + v
     return out
 
 

@@ -309,12 +309,11 @@ def publish_reply(
 
 def refresh_effects(conn: Connection, now: datetime) -> int:
     """Bring the effect of recent replies up to date until their hours after have passed."""
-    rows = conn.execute(
-        select(Reply.__table__).where(Reply.state == "published", Reply.effect.is_not(None))
-    ).all()
+    # A reply whose case has no event stores JSON null, which IS NOT NULL does not exclude.
+    rows = conn.execute(select(Reply.__table__).where(Reply.state == "published")).all()
     n = 0
     for r in rows:
-        if r.effect.get("complete"):
+        if not r.effect or r.effect.get("complete"):
             continue
         case = get_case(conn, r.case_id)
         if case.event_id is None:
