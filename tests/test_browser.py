@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import push_source, signed_in_page
@@ -227,3 +228,83 @@ def test_sign_in_then_act_on_a_case_from_its_page(web, browser) -> None:  # type
     assert "批准处置 已完成" in page.inner_text("#case-msg")
     assert "boss" in page.inner_text("#history")
     context.close()
+
+
+def test_a_case_from_an_event_to_a_published_reply_in_the_browser(web, browser) -> None:  # type: ignore[no-untyped-def]
+    """登记 from the event page, assess, approve, assign, accept, draft, approve and publish
+    the reply: all through the pages' forms, each step by the role whose job it is."""
+    from sqlalchemy import insert
+
+    from tests.conftest import add_person, sign_in
+    from tingfeng.db.engine import make_engine, write_transaction
+    from tingfeng.db.models import Event
+
+    client, settings = web
+    add_person(settings, "ana", "analyst")
+    add_person(settings, "boss", "approver", "县委网信办")
+    add_person(settings, "cg", "handler", "县委网信办")
+    engine = make_engine(settings.database_url)
+    with write_transaction(engine) as conn:
+        eid = conn.execute(
+            insert(Event).values(title="某小区垃圾清运不及时", level="serious", posts=3)
+        ).inserted_primary_key[0]
+    engine.dispose()
+
+    def as_user(name: str) -> object:
+        with httpx.Client(base_url=str(client.base_url), timeout=30) as c:
+            sign_in(c, name)
+            return signed_in_page(browser, c)
+
+    def act(page, action: str, **fields: str) -> None:  # type: ignore[no-untyped-def]
+        form = page.locator(f"form[data-action={action}]")
+        for name, value in fields.items():
+            form.locator(f"[name={name}]").fill(value)
+        form.locator("button").click()
+        page.wait_for_selector("#case-msg")
+
+    ana = as_user("ana")
+    ana.goto(f"{client.base_url}/events/{eid}")
+    ana.click("#open-case button")
+    ana.wait_for_selector("#case-msg")
+    assert "处理单已登记" in ana.inner_text("#case-msg")
+    assert ana.inner_text("#case-state") == "新建" and "某小区垃圾清运不及时" in ana.inner_text(
+        "h2"
+    )
+    case_url = ana.url.split("?")[0]
+    act(ana, "assess", handling="交城管核实")
+    boss = as_user("boss")
+    boss.goto(case_url)
+    act(boss, "approve_handling")
+    ana.goto(case_url)
+    act(ana, "assign", department="县委网信办")
+    cg = as_user("cg")
+    cg.goto(case_url)
+    act(cg, "accept")
+    cg.fill("#draft-reply textarea", "经核实，垃圾已清运。")
+    cg.click("#draft-reply button")
+    cg.wait_for_selector("#case-msg")
+    cg.click(".reply-steps form[action$='/submit'] button")
+    cg.wait_for_selector("#case-msg")
+    assert cg.inner_text("#case-state") == "回复待审"
+    boss.goto(case_url)
+    boss.click(".reply-steps form[action$='/approve'] button")
+    boss.wait_for_selector("#case-msg")
+    assert boss.inner_text("#case-state") == "回复已审批"
+    cg.goto(case_url)
+    publish = cg.locator(".reply-steps form[action$='/publish']")
+    publish.locator("[name=platform]").fill("微博")
+    publish.locator("[name=account]").fill("@某县城管")
+    publish.locator("[name=url]").fill("javascript:alert(1)")
+    publish.locator("button").click()
+    cg.wait_for_selector("#case-err")
+    assert "not a web address" in cg.inner_text("#case-err")
+    publish = cg.locator(".reply-steps form[action$='/publish']")
+    publish.locator("[name=platform]").fill("微博")
+    publish.locator("[name=account]").fill("@某县城管")
+    publish.locator("button").click()
+    cg.wait_for_selector("#case-msg")
+    assert cg.inner_text("#case-state") == "已发布"
+    assert "经核实，垃圾已清运。" in cg.inner_text("#replies")
+    history = cg.inner_text("#history")
+    for who in ("ana", "boss", "cg"):
+        assert who in history

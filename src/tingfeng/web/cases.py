@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -21,6 +21,7 @@ from tingfeng import audit
 from tingfeng.cases.detail import case_detail, list_cases
 from tingfeng.cases.ledger import COLUMNS, ledger, to_csv, to_xlsx
 from tingfeng.cases.permissions import PermissionDenied
+from tingfeng.cases.service import ORIGINS
 from tingfeng.cases.states import ACTIONS, STATES
 from tingfeng.db.engine import write_transaction
 from tingfeng.problems import ProblemsError
@@ -247,7 +248,8 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         rows = read(lambda c: list_cases(c, me, state=state, limit=500))
         return templates.TemplateResponse(
             request, "cases.html",
-            {"cases": rows, "states": STATES, "state": state, "local": local},
+            {"cases": rows, "states": STATES, "state": state, "local": local,
+             "origins": ORIGINS},
         )  # fmt: skip
 
     @app.get("/cases/{case_ref}", response_class=HTMLResponse)
@@ -285,6 +287,90 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
             return RedirectResponse(f"/cases/{quote(case_ref)}?err={quote(str(exc))}", 303)
         label = ACTIONS[action].label if action in ACTIONS else action
         return RedirectResponse(f"/cases/{row.id}?msg={quote(label + ' 已完成')}", 303)
+
+    def _back(case_ref: Any, *, msg: str = "", err: str = "") -> Response:
+        query = f"?err={quote(err)}" if err else (f"?msg={quote(msg)}" if msg else "")
+        return RedirectResponse(f"/cases/{quote(str(case_ref))}{query}", 303)
+
+    @app.post("/cases/open", response_model=None)
+    async def case_open_form(request: Request) -> Response:
+        """登记处理单 from the alert or event page (their id), or the form on /cases."""
+        from tingfeng.cases.service import open_case
+
+        me = require_user(request)
+        form = await request.form()
+
+        def text(name: str) -> str:
+            return str(form.get(name) or "").strip()
+
+        def number(name: str) -> int | None:
+            value = text(name)
+            return int(value) if value.isdigit() else None
+
+        detail = {k: text(k) for k in ("office", "instructions", "deadline", "caller", "outlet",
+                                       "question")}  # fmt: skip
+        origin = text("origin") or ("online" if number("alert_id") or number("event_id") else
+                                    "manual")  # fmt: skip
+        try:
+            with write_transaction(engine) as conn:
+                case_id = open_case(
+                    conn, me, settings, title=text("title"), origin=origin,
+                    summary=text("summary"), origin_detail=detail, alert_id=number("alert_id"),
+                    event_id=number("event_id"), post_id=number("post_id"),
+                    level=text("level") or None,
+                )  # fmt: skip
+        except ProblemsError as exc:
+            # Back to the page the form was on, on this site only.
+            back = urlsplit(request.headers.get("referer") or "").path or "/cases"
+            return templates.TemplateResponse(
+                request, "error.html", {"message": str(exc), "back": back}, status_code=422
+            )
+        return _back(case_id, msg="处理单已登记")
+
+    @app.post("/cases/{case_ref}/replies", response_model=None)
+    def case_reply_form(
+        request: Request, case_ref: str, text: str = Form(""), stage: str = Form("facts")
+    ) -> Response:
+        from tingfeng.cases.replies import draft_reply
+
+        me = require_user(request)
+        try:
+            with write_transaction(engine) as conn:
+                draft_reply(conn, me, case_ref, text, stage=stage)
+        except ProblemsError as exc:
+            return _back(case_ref, err=str(exc))
+        return _back(case_ref, msg="回复草稿已保存")
+
+    @app.post("/replies/{reply_id}/{step}", response_model=None)
+    async def reply_step_form(request: Request, reply_id: int, step: str) -> Response:
+        """The case page's reply buttons: submit, approve, return (reason), publish."""
+        from tingfeng.cases import replies
+
+        me = require_user(request)
+        form = await request.form()
+        labels = {"submit": "已提交审批", "approve": "已审批", "return": "已退回",
+                  "publish": "已登记发布"}  # fmt: skip
+        if step not in labels:
+            raise HTTPException(404, f"No reply step {step!r}.")
+        case_id = read(lambda c: replies.get_reply(c, reply_id)).case_id
+
+        def value(name: str) -> str:
+            return str(form.get(name) or "").strip()
+
+        try:
+            with write_transaction(engine) as conn:
+                if step == "submit":
+                    replies.submit_reply(conn, me, settings, reply_id)
+                elif step == "approve":
+                    replies.approve_reply(conn, me, settings, reply_id)
+                elif step == "return":
+                    replies.return_reply(conn, me, settings, reply_id, value("reason"))
+                else:
+                    replies.publish_reply(conn, me, settings, reply_id, platform=value("platform"),
+                                          account=value("account"), url=value("url"))  # fmt: skip
+        except ProblemsError as exc:
+            return _back(case_id, err=str(exc))
+        return _back(case_id, msg=f"回复 {labels[step]}")
 
     @app.get("/ledger", response_class=HTMLResponse)
     def ledger_page(request: Request) -> HTMLResponse:

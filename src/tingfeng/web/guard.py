@@ -85,6 +85,9 @@ WRITE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/cases/{case_ref}/replies"): STAFF,
     ("POST", "/api/v1/replies/{reply_id}/{step}"): STAFF,
     ("POST", "/cases/{case_ref}/act"): STAFF,
+    ("POST", "/cases/open"): STAFF,
+    ("POST", "/cases/{case_ref}/replies"): STAFF,
+    ("POST", "/replies/{reply_id}/{step}"): STAFF,
 }
 # Reading that not every role may do.
 READ_ROLES: dict[tuple[str, str], frozenset[str]] = {
