@@ -221,3 +221,18 @@ def test_case_workflow_over_the_api_with_department_scope(web, role) -> None:  #
         ]
         r = ana.post(f"/api/v1/cases/{cid}/actions/close", json={"result": "x"})
         assert r.status_code == 422 and "only from" in r.json()["error"]
+
+
+def test_settings_changed_on_the_web_are_logged_under_the_person(web) -> None:  # type: ignore[no-untyped-def]
+    client, settings = web
+    r = client.post("/api/v1/departments", json={"name": "网信科"})
+    assert r.status_code == 201
+    r = client.post(
+        "/api/v1/alert-rules", json={"name": "全部新事件", "conditions": {"new_event": True}}
+    )
+    assert r.status_code == 201, r.text
+    entries = client.get("/api/v1/audit", params={"limit": 5}).json()["entries"]
+    by_action = {e["action"]: e for e in entries}
+    rule = by_action["settings.alert_rule_add"]
+    assert rule["actor"] == "tester" and rule["user_id"] is not None
+    assert by_action["user.sign_in"]["actor"] == "tester"

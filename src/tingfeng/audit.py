@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,9 @@ class Actor:
 
 
 SYSTEM = Actor(None, "system")
+# Who is acting in this request (set by the web guard for the signed-in person), so services
+# that do not take an actor (alert rules, channels, topics, sources…) still log the person.
+current_actor: ContextVar[Actor] = ContextVar("tingfeng_audit_actor", default=SYSTEM)
 
 
 def _canonical_time(at: datetime) -> str:
@@ -86,9 +90,10 @@ def record(
 ) -> int:
     """Append one entry in the caller's transaction; returns its id.
 
-    `actor` is a Person (anything with `id` and `username`), an Actor, or None for the system.
+    `actor` is a Person (anything with `id` and `username`), an Actor, or None: the person
+    signed in to the current request, or the system outside one.
     """
-    who = Actor.of(actor)
+    who = Actor.of(actor) if actor is not None else current_actor.get()
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
     head = conn.execute(

@@ -191,6 +191,11 @@ async def guard(request: Request) -> None:
             f"{', '.join(sorted(allowed))}.",
         )
     request.state.user = person
+    from tingfeng import audit
+
+    # Services without an actor argument log this person (the endpoint runs in a copy of
+    # this context).
+    audit.current_actor.set(audit.Actor.of(person))
 
 
 def current_user(request: Request) -> Person | None:
