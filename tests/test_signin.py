@@ -224,7 +224,7 @@ def test_case_workflow_over_the_api_with_department_scope(web, role) -> None:  #
 
 
 def test_settings_changed_on_the_web_are_logged_under_the_person(web) -> None:  # type: ignore[no-untyped-def]
-    client, settings = web
+    client, _ = web
     r = client.post("/api/v1/departments", json={"name": "网信科"})
     assert r.status_code == 201
     r = client.post(
@@ -236,3 +236,11 @@ def test_settings_changed_on_the_web_are_logged_under_the_person(web) -> None:  
     rule = by_action["settings.alert_rule_add"]
     assert rule["actor"] == "tester" and rule["user_id"] is not None
     assert by_action["user.sign_in"]["actor"] == "tester"
+
+
+def test_the_openapi_description_says_how_to_authenticate(web) -> None:  # type: ignore[no-untyped-def]
+    client, _ = web
+    schema = httpx.get(f"{client.base_url}/api/openapi.json").json()  # public, like the docs
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["apiToken"]["scheme"] == "bearer" and schemes["session"]["name"] == "tf_session"
+    assert "/api/v1/cases/{case_ref}/actions/{action}" in schema["paths"]

@@ -119,6 +119,32 @@ def create_app(
     )
     app.state.engine = rt.engine
     app.state.settings = settings
+
+    def openapi() -> dict[str, Any]:
+        """The OpenAPI description, saying how to authenticate (tingfeng.web.guard)."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "apiToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal API token: `tingfeng user token-add USER`.",
+                },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "tf_session",
+                    "description": "The browser session from POST /login; changes also need "
+                    "the X-CSRF-Token header.",
+                },
+            }
+            schema["security"] = [{"apiToken": []}, {"session": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(SignInRequired, sign_in_required_response)
 
     @app.middleware("http")
