@@ -384,6 +384,9 @@ def create_app(
 
     register_cases(app, rt.engine, templates, settings)
     register_account(app, rt.engine, templates, settings)
+    from tingfeng.web.overview import register as register_overview
+
+    register_overview(app, rt.engine, templates, settings)
     register_board(app, rt.engine, templates, settings)
 
     @app.get("/", response_class=HTMLResponse)
