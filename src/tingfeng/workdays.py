@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import chinese_calendar
 
@@ -45,3 +46,16 @@ def holiday_name(day: date) -> str | None:
     except NotImplementedError:
         return None
     return str(name) if on_holiday and name else None
+
+
+@lru_cache(maxsize=32)
+def _zone(tz: str) -> ZoneInfo:
+    return ZoneInfo(tz)
+
+
+def zone(tz: str) -> ZoneInfo:
+    """The time zone named `tz`; ValueError saying what to write when there is none."""
+    try:
+        return _zone(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"Unknown time zone {tz!r}: use a name such as Asia/Shanghai.") from exc

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -104,15 +104,12 @@ class OnDuty:
 
 
 def zone_of(tz: str) -> ZoneInfo:
+    from tingfeng.workdays import zone
+
     try:
-        return _zone(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise DutyError(f"Unknown time zone {tz!r}: use a name such as Asia/Shanghai.") from exc
-
-
-@lru_cache(maxsize=32)
-def _zone(tz: str) -> ZoneInfo:
-    return ZoneInfo(tz)
+        return zone(tz)
+    except ValueError as exc:
+        raise DutyError(str(exc)) from exc
 
 
 def day_matches(kind: str, day: date) -> bool:

@@ -17,9 +17,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
@@ -90,15 +89,12 @@ def calendar_known(year: int) -> bool:
 
 
 def zone_of(tz: str) -> ZoneInfo:
+    from tingfeng.workdays import zone
+
     try:
-        return _zone(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise DeadlineError(f"Unknown time zone {tz!r}: use a name such as Asia/Shanghai.") from exc
-
-
-@lru_cache(maxsize=32)
-def _zone(tz: str) -> ZoneInfo:
-    return ZoneInfo(tz)
+        return zone(tz)
+    except ValueError as exc:
+        raise DeadlineError(str(exc)) from exc
 
 
 def _local(start: datetime, tz: str | None) -> datetime:
