@@ -42,7 +42,7 @@ def test_live_page_shows_pushed_posts_without_reload_and_never_runs_them(
     client, settings = web
     sid, token = push_source(settings)
     page = signed_in_page(browser, client)  # type: ignore[attr-defined]
-    page.goto(str(client.base_url) + "/")
+    page.goto(str(client.base_url) + "/live")
     page.wait_for_selector("text=信源状态")
     r = client.post(
         f"/api/v1/sources/{sid}/posts",

@@ -133,6 +133,8 @@ def test_sign_in_redirects_only_within_the_site_and_sign_out_ends_the_session(we
         r = c.post("/login", data={"username": "li", "password": TEST_PASSWORD,
                                    "next": "//evil.example/x"})  # fmt: skip
         assert r.status_code == 303 and r.headers["location"] == "/"
+        home = c.get("/")  # the overview is the home page after signing in
+        assert home.status_code == 200 and "态势总览" in home.text
         cookie = r.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=lax" in cookie
         page = c.get("/cases")

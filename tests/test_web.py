@@ -82,7 +82,7 @@ def test_pages_escape_untrusted_content(web) -> None:  # type: ignore[no-untyped
             },
         ],
     )
-    live = client.get("/").text
+    live = client.get("/live").text
     assert "<script>alert('name')</script>" not in live and "&lt;script&gt;" in live
     page = client.get("/search", params={"q": "医院"}).text
     assert "<img src=x" not in page

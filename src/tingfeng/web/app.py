@@ -389,7 +389,7 @@ def create_app(
     register_overview(app, rt.engine, templates, settings)
     register_board(app, rt.engine, templates, settings)
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/live", response_class=HTMLResponse)
     def live(request: Request) -> HTMLResponse:
         with rt.engine.connect() as conn:
             report = health_report(conn, list_sources(conn), datetime.now(UTC))

@@ -333,6 +333,8 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         with engine.connect() as conn:
             return summary(conn, person, datetime.now(UTC), tz)
 
+    # The overview is the home page after signing in.
+    @app.get("/", response_class=HTMLResponse)
     @app.get("/overview", response_class=HTMLResponse)
     def overview_page(
         request: Request, wall: bool = False, refresh: int | None = Query(None, ge=2, le=600)
