@@ -824,7 +824,9 @@ def demo(
     from tingfeng.service import run_role
 
     _hint_first_user(engine_of(ctx))
-    typer.echo(f"open http://{settings.web_host}:{settings.web_port}/ to watch posts arrive")
+    typer.echo(
+        f"open http://{settings.web_host}:{settings.web_port}/ and sign in; posts arrive at /live"
+    )
     run_role(settings, "all")
 
 
