@@ -175,6 +175,9 @@ def test_case_pages_and_ledger_download(web, cli) -> None:  # type: ignore[no-un
     assert "<script>window.x=1</script>" not in page.text and "&lt;script&gt;" in page.text
     detail = client.get("/cases/1")
     assert "已研判" in detail.text and "批准处置" in detail.text and "签收" in detail.text
+    # The audit trail, for those who may read the audit log (the administrator here).
+    trail = detail.text.split('id="audit-trail"')[1]
+    assert trail.index("case.open") < trail.index("case.assess")
     assert client.get("/cases/99").status_code == 404
     api = client.get("/api/v1/cases/1").json()
     assert api["state"] == "assessed" and api["history"][1]["action"] == "assess"

@@ -221,6 +221,10 @@ def test_case_workflow_over_the_api_with_department_scope(web, role) -> None:  #
         assert ("outside theirs" if role == "handler" else "viewer role may not") in r.json()[
             "error"
         ]
+        # The case page leaves the audit trail out for those who may not read the audit log.
+        if role == "viewer":
+            page = other.get(f"/cases/{cid}")
+            assert page.status_code == 200 and 'id="audit-trail"' not in page.text
         r = ana.post(f"/api/v1/cases/{cid}/actions/close", json={"result": "x"})
         assert r.status_code == 422 and "only from" in r.json()["error"]
 

@@ -27,7 +27,7 @@ from tingfeng.db.engine import write_transaction
 from tingfeng.problems import ProblemsError
 from tingfeng.settings import Settings
 from tingfeng.web import local_formatter
-from tingfeng.web.guard import require_user
+from tingfeng.web.guard import require_user, roles_for
 
 T = TypeVar("T")
 
@@ -257,10 +257,20 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         me = require_user(request)
         d = read(lambda c: case_detail(c, me, case_ref))
         nexts = [a for a in ACTIONS.values() if d["state"] in a.sources]
+        # The audit trail of the case and its replies, for those who may read the audit log.
+        trail: list[dict[str, Any]] = []
+        if me.role in roles_for("GET", "/api/v1/audit"):
+            subjects = [f"case:{d['id']}", *(f"reply:{r['id']}" for r in d["replies"])]
+            trail = read(
+                lambda c: sorted(
+                    (e for subject in subjects for e in audit.entries(c, subject=subject)),
+                    key=lambda e: e["id"],
+                )
+            )
         return templates.TemplateResponse(
             request, "case.html",
             {"case": d, "next_actions": nexts, "states": STATES, "local": local,
-             "msg": msg[:200], "err": err[:500]},
+             "msg": msg[:200], "err": err[:500], "trail": trail},
         )  # fmt: skip
 
     @app.post("/cases/{case_ref}/act", response_model=None)
