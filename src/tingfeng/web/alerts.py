@@ -106,8 +106,8 @@ VALUE_ZH = {
 
 
 class AckIn(BaseModel):
-    by: str = Field("", max_length=200)
-    user_id: int | None = None
+    """Who acknowledges is the signed-in person; only the way it was done is sent."""
+
     via: Literal["api", "web"] = "api"
 
 
@@ -143,17 +143,6 @@ def _now() -> datetime:
 
 def _exists(conn: Connection, model: Any, row_id: int) -> bool:
     return conn.execute(select(model.id).where(model.id == row_id)).first() is not None
-
-
-def _acker(conn: Connection, by: str, user_id: int | None) -> str:
-    """Who acknowledges: the name given, else the display name of the person named."""
-    if user_id is None:
-        return by
-    try:
-        person = get_user(conn, user_id)
-    except OfficeError as exc:
-        raise HTTPException(422, str(exc)) from exc
-    return by.strip() or person.display_name
 
 
 def readable_reason(conn: Connection, reason: dict[str, Any]) -> list[tuple[str, str]]:
