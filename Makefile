@@ -9,17 +9,20 @@ BIN := $(VENV)/bin
 PY_SOURCES := src tests bench scripts
 PYTEST_ARGS ?=
 
-.PHONY: all install install-system install-python test lint format demo run bench clean train
+.PHONY: all install install-system install-python install-web test lint format demo run bench clean train
 
 all: lint test  ## bare `make`: lint, then the whole test suite
 
-install: install-system install-python  ## system packages (apt) and the Python venv
+install: install-system install-python install-web  ## apt packages, the Python venv, npm libraries
 
 install-system:
 	@bash scripts/install-system.sh
 
 install-python:
 	@bash scripts/install-python.sh
+
+install-web:
+	@bash scripts/install-web.sh
 
 test: install  ## install everything, lint, run the whole test suite
 	$(BIN)/ruff check $(PY_SOURCES)

@@ -15,6 +15,11 @@ set -euo pipefail
 # chromium, fonts-noto-cjk: the browser tests of the web pages (driven by Playwright with the
 # system Chromium; nothing is downloaded at test time) and Chinese text in screenshots.
 PACKAGES=(postgresql redis-server make ca-certificates chromium fonts-noto-cjk)
+# nodejs, npm: the pages' front-end libraries (ECharts) come from npm at install
+# (scripts/install-web.sh); a Node.js that brings its own npm (e.g. NodeSource) is kept.
+if ! command -v npm >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+fi
 # The Python wheels (psycopg[binary], lxml, ...) are all manylinux wheels: no compiler needed.
 # shellcheck disable=SC2206
 PACKAGES+=(${EXTRA_PACKAGES:-})

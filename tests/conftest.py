@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import socket
 import threading
 import time
@@ -228,6 +229,43 @@ def web(settings: Settings) -> Iterator[tuple[httpx.Client, Settings]]:
         yield client, settings
     server.should_exit = True
     thread.join(timeout=10)
+
+
+# --- the system Chromium, driven by Playwright ---------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Screenshots of the pages, for a person to look at after a run (never committed).
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: run `make test`, which installs it")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield b
+        b.close()
+
+
+def screenshot(page: object, name: str) -> Path:
+    """Saves a full-page screenshot as test-artifacts/screenshots/NAME.png."""
+    path = ARTIFACTS / "screenshots" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    return path
 
 
 def push_source(settings: Settings, name: str = "对接平台") -> tuple[int, str]:

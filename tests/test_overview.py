@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,7 +30,6 @@ TZ = "Asia/Shanghai"
 # 2024-03-05 10:30 in Shanghai.
 NOW = datetime(2024, 3, 5, 2, 30, tzinfo=UTC)
 XSS = "<img src=x onerror=window.__xss=1>"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def local(day: int, hour: int, minute: int = 0) -> datetime:
@@ -266,22 +263,6 @@ def test_api_needs_sign_in_and_answers_the_admin(web) -> None:  # type: ignore[n
     assert signed_out.status_code == 401
     page = httpx.get(str(client.base_url) + "/overview", follow_redirects=False)
     assert page.status_code == 303 and "/login" in page.headers["location"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: run `make test`, which installs it")
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield b
-        b.close()
 
 
 def test_page_updates_live_shows_wall_mode_and_keeps_titles_inert(web, browser) -> None:  # type: ignore[no-untyped-def]

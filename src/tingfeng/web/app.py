@@ -28,17 +28,18 @@ from tingfeng.search.query import QueryError
 from tingfeng.search.service import SearchFilters, count, group_keywords, search
 from tingfeng.settings import Settings
 from tingfeng.tasks import Queue, Runtime
+from tingfeng.web.i18n import N_
 
 TEMPLATES = Path(__file__).with_name("templates")
 MAX_PUSH_BYTES = 5 * 1024 * 1024
 
 STATUS_LABELS = {
-    "healthy": "正常",
-    "failing": "故障",
-    "stale": "停滞",
-    "never": "未运行",
-    "disabled": "已停用",
-    "passive": "被动接收",
+    "healthy": N_("正常"),
+    "failing": N_("故障"),
+    "stale": N_("停滞"),
+    "never": N_("未运行"),
+    "disabled": N_("已停用"),
+    "passive": N_("被动接收"),
 }
 
 
@@ -147,17 +148,22 @@ def create_app(
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(SignInRequired, sign_in_required_response)
 
-    @app.middleware("http")
-    async def _security_headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    from tingfeng.web import i18n
+    from tingfeng.web.assets import register as register_assets
+    from tingfeng.web.sanitize import clean_html
+    from tingfeng.web.security import SecurityHeadersMiddleware, csp_nonce
+
+    # The Content-Security-Policy with a nonce per response, and the request's language.
+    app.add_middleware(i18n.LanguageMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    register_assets(app)
 
     templates = Jinja2Templates(directory=str(TEMPLATES))
-    templates.env.filters["status_label"] = lambda s: STATUS_LABELS.get(s, s)
+    i18n.install(templates.env)
+    templates.env.globals["csp_nonce"] = csp_nonce
+    templates.env.filters["status_label"] = lambda s: i18n.gettext(STATUS_LABELS.get(s, s))
     templates.env.filters["safe_url"] = safe_url
+    templates.env.filters["clean_html"] = clean_html
 
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:

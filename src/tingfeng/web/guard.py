@@ -32,6 +32,8 @@ EVERYONE = STAFF | {"viewer"}
 PUBLIC: frozenset[tuple[str, str]] = frozenset(
     {
         ("GET", "/healthz"),
+        # The pages' front-end libraries (ECharts), for the login page and the board too.
+        ("GET", "/static/vendor/{name}"),
         ("GET", "/login"),
         ("POST", "/login"),
         # Push API: the source's own token, checked by the route.
