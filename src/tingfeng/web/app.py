@@ -7,7 +7,6 @@ the full web application; until then the server listens on 127.0.0.1 only by def
 
 from __future__ import annotations
 
-import html
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,13 @@ from typing import Any
 from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
 from sqlalchemy import select
 
 from tingfeng import __version__
 from tingfeng.collect.errors import CollectError
 from tingfeng.collect.health import health_report
 from tingfeng.collect.sources import SourceNotFound, find_source, list_sources, verify_push_token
-from tingfeng.db.models import Post, Source
+from tingfeng.db.models import Post
 from tingfeng.ingest.readings import readings_of
 from tingfeng.search.query import QueryError
 from tingfeng.search.service import SearchFilters, count, group_keywords, search
@@ -394,6 +392,13 @@ def create_app(
 
     register_overview(app, rt.engine, templates, settings)
     register_board(app, rt.engine, templates, settings)
+    from tingfeng.web.admin import register as register_admin
+    from tingfeng.web.search import register as register_search
+    from tingfeng.web.sources import register as register_sources
+
+    register_search(app, rt.engine, templates, settings)
+    register_sources(app, rt.engine, templates, settings)
+    register_admin(app, rt.engine, templates, settings)
 
     @app.get("/live", response_class=HTMLResponse)
     def live(request: Request) -> HTMLResponse:
@@ -401,41 +406,6 @@ def create_app(
             report = health_report(conn, list_sources(conn), datetime.now(UTC))
         return templates.TemplateResponse(
             request, "live.html", {"sources": report, "version": __version__}
-        )
-
-    @app.get("/search", response_class=HTMLResponse)
-    def search_page(
-        request: Request, q: str = "", sort: str = "newest", page: int = Query(1, ge=1)
-    ) -> HTMLResponse:
-        hits: list[Any] = []
-        error = None
-        total = None
-        if q.strip():
-            with rt.engine.connect() as conn:
-                try:
-                    total = count(conn, q)
-                    hits = search(conn, q, sort=sort, limit=20, offset=(page - 1) * 20).hits
-                except QueryError as exc:
-                    error = str(exc)
-        names = {}
-        with rt.engine.connect() as conn:
-            names = dict(conn.execute(select(Source.id, Source.name)).all())
-        rows = [
-            {"hit": h, "snippet": Markup(h.snippet_html), "source": names.get(h.source_id, "?")}
-            for h in hits
-        ]
-        return templates.TemplateResponse(
-            request,
-            "search.html",
-            {
-                "q": q,
-                "rows": rows,
-                "error": error,
-                "total": total,
-                "page": page,
-                "sort": sort,
-                "escape": html.escape,
-            },
         )
 
     return app

@@ -90,12 +90,36 @@ WRITE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/cases/open"): STAFF,
     ("POST", "/cases/{case_ref}/replies"): STAFF,
     ("POST", "/replies/{reply_id}/{step}"): STAFF,
+    # --- sources ---
+    # --- end sources ---
+    # --- search ---
+    # --- end search ---
+    # --- topics and events ---
+    # --- end topics and events ---
+    # --- alerts ---
+    # --- end alerts ---
+    # --- cases and board ---
+    # --- end cases and board ---
+    # --- administration and duty ---
+    # --- end administration and duty ---
 }
 # Reading that not every role may do.
 READ_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit"): _LEAD,
     ("GET", "/api/v1/deliveries/failed"): _OFFICE | {"approver"},
     ("GET", "/api/v1/board/messages"): _LEAD,
+    # --- sources ---
+    # --- end sources ---
+    # --- search ---
+    # --- end search ---
+    # --- topics and events ---
+    # --- end topics and events ---
+    # --- alerts ---
+    # --- end alerts ---
+    # --- cases and board ---
+    # --- end cases and board ---
+    # --- administration and duty ---
+    # --- end administration and duty ---
 }
 
 

@@ -1,0 +1,14 @@
+"""Administration (系统管理): users, departments, categories, retention, pseudonymisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.templating import Jinja2Templates
+
+from tingfeng.settings import Settings
+
+
+def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Settings) -> None:
+    """Adds the pages and API routes of this area."""
