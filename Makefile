@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PY_SOURCES := src tests bench scripts
 PYTEST_ARGS ?=
 
-.PHONY: all install install-system install-python install-web test lint format demo run bench clean train
+.PHONY: i18n all install install-system install-python install-web test lint format demo run bench clean train
 
 all: lint test  ## bare `make`: lint, then the whole test suite
 
@@ -40,6 +40,9 @@ demo: install  ## install everything and start the service with demo data
 
 run: install-python
 	$(BIN)/tingfeng serve
+
+i18n: install-python  ## extract the pages' strings into the English catalogue, list untranslated
+	$(BIN)/python scripts/i18n.py
 
 bench: install
 	$(BIN)/python -m bench

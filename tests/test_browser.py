@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from playwright.sync_api import expect
 
 from tests.conftest import push_source, signed_in_page
 
@@ -27,11 +28,9 @@ def test_live_page_shows_pushed_posts_without_reload_and_never_runs_them(
         ],
     )
     assert r.json()["stored"] == 2
-    page.wait_for_function(
-        "document.getElementById('feed').innerText.includes('县医院门诊楼漏雨')", timeout=15000
-    )
+    expect(page.locator("#feed")).to_contain_text("县医院门诊楼漏雨", timeout=15000)
     assert "镇政府回应垃圾清运问题" in page.inner_text("#feed")
-    page.wait_for_function("document.getElementById('counter').innerText.includes('本页新到 2 条')")
+    expect(page.locator("#counter")).to_contain_text("本页新到 2 条")
     assert page.evaluate("window.__xss") is None
     assert page.locator("#feed img").count() == 0
     page.screenshot(path=str(tmp_path / "live.png"))
@@ -112,16 +111,14 @@ def test_alerts_page_shows_new_alerts_live_and_acknowledges_them(web, browser) -
     assert row.count() == 1 and "化工厂仓库发生爆炸" in row.inner_text()
     assert "<img src=x" in row.inner_text()  # shown as text, never as an element
     assert page.locator("#alerts img").count() == 0
-    page.wait_for_function("document.getElementById('open-count').innerText === '1'")
+    expect(page.locator("#open-count")).to_have_text("1")
     assert page.inner_text("#nav-alert-badge") == "1"
 
     page.click("tr[data-alert] button.ack")
-    page.wait_for_function(
-        "document.querySelector('tr[data-alert] .status').innerText.includes('已确认')"
-    )
+    expect(page.locator("tr[data-alert] .status")).to_contain_text("已确认")
     # The signed-in person acknowledges.
     assert "tester" in row.inner_text() and row.locator("button.ack").count() == 0
-    page.wait_for_function("document.getElementById('open-count').innerText === '0'")
+    expect(page.locator("#open-count")).to_have_text("0")
     assert page.inner_text("#ack-by") == "tester"
     alert_id = int(row.get_attribute("data-alert"))
     detail = client.get(f"/api/v1/alerts/{alert_id}").json()

@@ -130,10 +130,23 @@ class LanguageMiddleware:
             current_language.reset(token)
 
 
+def _template_gettext(message: str, **variables: Any) -> str:
+    # A plain str, not Markup: the page escapes it like any other value, so neither a
+    # translation nor a value put into it (`_("共 %(n)s 条", n=…)`) can carry HTML, and a
+    # `_()` that is handed data by mistake cannot open a hole.
+    text = gettext(message)
+    return text % variables if variables else text
+
+
+def _template_ngettext(singular: str, plural: str, n: int, **variables: Any) -> str:
+    variables.setdefault("num", n)
+    return ngettext(singular, plural, n) % variables
+
+
 def install(env: Any) -> None:
     """Gives a Jinja2 environment `_()`/`ngettext()` in the request's language."""
     env.add_extension("jinja2.ext.i18n")
-    env.install_gettext_callables(gettext, ngettext, newstyle=True)
+    env.globals.update(_=_template_gettext, gettext=_template_gettext, ngettext=_template_ngettext)
     env.globals["current_language"] = current_language.get
     env.globals["html_lang"] = lambda: HTML_LANG.get(current_language.get(), "zh-CN")
     env.globals["LANGUAGES"] = LANGUAGES

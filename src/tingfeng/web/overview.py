@@ -36,23 +36,13 @@ from tingfeng.db.models import (
 from tingfeng.office.people import Person
 from tingfeng.settings import Settings
 from tingfeng.web.guard import require_user
+from tingfeng.web.labels import EMOTION_ZH, POLARITY_ZH, label_map
 
 TOP_SOURCES = 8
 TOP_REGIONS = 8
 TOP_EVENTS = 10
 TOP_ALERTS = 10
 TOP_CASES = 10
-
-POLARITY_ZH = {"negative": "负面", "neutral": "中性", "positive": "正面", "unknown": "未知"}
-EMOTION_ZH = {
-    "neutral": "中性",
-    "angry": "愤怒",
-    "happy": "喜悦",
-    "sad": "悲伤",
-    "fear": "恐惧",
-    "surprise": "惊奇",
-    "unknown": "未知",
-}
 
 
 def _posts_between(start: datetime, end: datetime) -> Subquery:
@@ -352,6 +342,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
                 # The wall mode is the same page in a layout of its own (no header, dark).
                 "layout": "overview_wall.html" if wall else "base.html",
                 "refresh_s": refresh or (30 if wall else 10),
+                "labels": label_map(),
             },
         )
 
