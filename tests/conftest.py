@@ -199,8 +199,9 @@ def sign_in(client: httpx.Client, username: str) -> str:
 
 
 def signed_in_page(browser: object, client: httpx.Client) -> object:
-    """A browser page in its own context carrying `client`'s session cookie."""
-    context = browser.new_context()  # type: ignore[attr-defined]
+    """A browser page in its own context carrying `client`'s session cookie; the browser
+    asks for Chinese, as an office's would (Chromium asks for English by default)."""
+    context = browser.new_context(locale="zh-CN")  # type: ignore[attr-defined]
     context.add_cookies(
         [{"name": name, "value": value, "url": str(client.base_url)}
          for name, value in client.cookies.items()]

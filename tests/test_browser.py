@@ -174,7 +174,7 @@ def test_sign_in_then_act_on_a_case_from_its_page(web, browser) -> None:  # type
         cid = open_case(conn, ana, settings, title="某路段占道经营", level="较大")
         act(conn, ana, settings, cid, "assess", handling="交城管局")
     engine.dispose()
-    context = browser.new_context()  # type: ignore[attr-defined]
+    context = browser.new_context(locale="zh-CN")  # type: ignore[attr-defined]
     page = context.new_page()
     page.goto(f"{client.base_url}/cases/{cid}")
     assert page.url.endswith(f"/login?next=/cases/{cid}")

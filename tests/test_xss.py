@@ -75,7 +75,7 @@ def _open(browser, client, *, csp: bool):  # type: ignore[no-untyped-def]
     page = signed_in_page(browser, client)
     if not csp:
         page.close()
-        context = browser.new_context(bypass_csp=True)
+        context = browser.new_context(bypass_csp=True, locale="zh-CN")
         context.add_cookies(
             [
                 {"name": k, "value": v, "url": str(client.base_url)}

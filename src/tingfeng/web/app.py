@@ -22,8 +22,6 @@ from tingfeng.collect.health import health_report
 from tingfeng.collect.sources import SourceNotFound, find_source, list_sources, verify_push_token
 from tingfeng.db.models import Post
 from tingfeng.ingest.readings import readings_of
-from tingfeng.search.query import QueryError
-from tingfeng.search.service import SearchFilters, count, group_keywords, search
 from tingfeng.settings import Settings
 from tingfeng.tasks import Queue, Runtime
 from tingfeng.web.i18n import N_
@@ -79,27 +77,6 @@ def _reading_summary(reading: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parse_time(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise HTTPException(
-            422, f"{name} 不是有效的时间 (is not a date/time): use ISO 8601, e.g. 2024-03-05"
-        ) from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _region_codes(values: list[str]) -> list[str]:
-    from tingfeng.analyze.regions import region_codes
-
-    try:
-        return region_codes(values)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
-
-
 def create_app(
     settings: Settings, *, queue: Queue | None = None, runtime: Runtime | None = None
 ) -> FastAPI:
@@ -117,6 +94,7 @@ def create_app(
         dependencies=[Depends(guard)],
     )
     app.state.engine = rt.engine
+    app.state.runtime = rt
     app.state.settings = settings
 
     def openapi() -> dict[str, Any]:
@@ -194,96 +172,6 @@ def create_app(
                 reading = readings.get(post["id"])
                 post["reading"] = _reading_summary(reading) if reading else None
             return {"posts": posts, "latest_id": total or 0}
-
-    @app.get("/api/v1/search")
-    def api_search(
-        q: str,
-        limit: int = Query(20, ge=1, le=200),
-        offset: int = Query(0, ge=0),
-        sort: str = "newest",
-        since: str | None = None,
-        until: str | None = None,
-        source_id: list[int] = Query(default=[]),
-        lang: list[str] = Query(default=[]),
-        polarity: list[str] = Query(default=[]),
-        emotion: list[str] = Query(default=[]),
-        category: list[str] = Query(default=[]),
-        region: list[str] = Query(default=[]),
-        needs_verification: bool | None = None,
-        topic_id: list[int] = Query(default=[]),
-        where: str | None = Query(None, max_length=4000),
-        count_only: bool = False,
-    ) -> dict[str, Any]:
-        """Search; `where` adds a filter in the topic language, `topic_id` a saved topic."""
-        filters = SearchFilters(
-            since=_parse_time(since, "since"),
-            until=_parse_time(until, "until"),
-            source_ids=source_id,
-            langs=lang,
-            polarities=polarity,
-            emotions=emotion,
-            categories=category,
-            regions=_region_codes(region),
-            needs_verification=needs_verification,
-            topic_ids=topic_id,
-        )
-        with rt.engine.connect() as conn:
-            try:
-                if where:
-                    from tingfeng.search.service import where_ids
-
-                    filters.post_ids = where_ids(
-                        conn, where, since=filters.since, until=filters.until,
-                        source_ids=filters.source_ids or None,
-                    )  # fmt: skip
-                if count_only:
-                    return {"count": count(conn, q, filters)}
-                page = search(conn, q, filters, sort=sort, limit=limit, offset=offset)
-            except (QueryError, ValueError) as exc:
-                # QuerySyntaxError is a ValueError: its message names the position.
-                raise HTTPException(422, str(exc)) from exc
-            readings = readings_of(conn, [h.id for h in page.hits])
-        return {
-            "query": q,
-            "hits": [
-                {
-                    "id": h.id,
-                    "source_id": h.source_id,
-                    "title": h.title,
-                    "url": h.url,
-                    "author": h.author,
-                    "lang": h.lang,
-                    "published_at": h.published_at.isoformat() if h.published_at else None,
-                    "dup_group": h.dup_group,
-                    "snippet_html": h.snippet_html,
-                    "reading": readings.get(h.id),
-                }
-                for h in page.hits
-            ],
-        }
-
-    @app.get("/api/v1/keywords")
-    def api_keywords(
-        q: str, k: int = Query(10, ge=1, le=50), posts: int = Query(2000, ge=1, le=5000)
-    ) -> dict[str, Any]:
-        """Keywords of the group of posts matching `q` (the newest `posts` of them)."""
-        with rt.engine.connect() as conn:
-            try:
-                words = group_keywords(conn, q, k=k, posts=posts)
-            except QueryError as exc:
-                raise HTTPException(422, str(exc)) from exc
-        return {"query": q, "keywords": [{"word": w, "weight": round(x, 4)} for w, x in words]}
-
-    @app.get("/api/v1/posts/{post_id}/reading")
-    def post_reading(post_id: int) -> dict[str, Any]:
-        """What the analysis stages read in one post."""
-        with rt.engine.connect() as conn:
-            reading = readings_of(conn, [post_id]).get(post_id)
-        if reading is None:
-            raise HTTPException(
-                404, f"post {post_id} has no reading (not stored, or not analysed yet)"
-            )
-        return reading
 
     @app.get("/api/v1/sources")
     def sources() -> dict[str, Any]:
@@ -399,6 +287,9 @@ def create_app(
     register_search(app, rt.engine, templates, settings)
     register_sources(app, rt.engine, templates, settings)
     register_admin(app, rt.engine, templates, settings)
+    from tingfeng.web.reports import register as register_reports
+
+    register_reports(app, rt.engine, templates, settings)
 
     @app.get("/live", response_class=HTMLResponse)
     def live(request: Request) -> HTMLResponse:
