@@ -1,6 +1,6 @@
 """Keep the English catalogue in step with the pages: `python scripts/i18n.py [--fill F] [--check]`.
 
-Extracts every `_()`/`N_()`/`gettext()` string from the templates and the web code (the Chinese
+Extracts every `_()`/`N_()`/`gettext()` string from the templates and the code (the Chinese
 text is the message id), merges them into src/tingfeng/locale/en/LC_MESSAGES/messages.po
 (keeping the translations already there, dropping strings no longer used), optionally fills
 translations from a JSON object {"中文": "English", ...}, and lists what is still untranslated.
@@ -19,9 +19,10 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 ROOT = Path(__file__).resolve().parents[1]
-WEB = ROOT / "src" / "tingfeng" / "web"
+PACKAGE = ROOT / "src" / "tingfeng"
 PO = ROOT / "src" / "tingfeng" / "locale" / "en" / "LC_MESSAGES" / "messages.po"
-METHODS = [("templates/**.html", "jinja2"), ("**.py", "python")]
+# The pages' templates, and every module (labels of the services are marked with N_).
+METHODS = [("web/templates/**.html", "jinja2"), ("**.py", "python")]
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
 
 
@@ -29,15 +30,15 @@ def extracted() -> dict[str, list[tuple[str, int]]]:
     """msgid → where it is used."""
     found: dict[str, list[tuple[str, int]]] = {}
     for filename, lineno, message, _comments, _context in extract_from_dir(
-        str(WEB),
+        str(PACKAGE),
         METHODS,
-        {"templates/**.html": {"extensions": "jinja2.ext.i18n"}},
+        {"web/templates/**.html": {"extensions": "jinja2.ext.i18n"}},
         keywords=KEYWORDS,
     ):
         if isinstance(message, tuple):
             message = message[0]
         if message:
-            found.setdefault(message, []).append((f"web/{filename}", lineno))
+            found.setdefault(message, []).append((filename, lineno))
     return found
 
 
