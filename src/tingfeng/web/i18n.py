@@ -143,6 +143,14 @@ def _template_ngettext(singular: str, plural: str, n: int, **variables: Any) -> 
     return ngettext(singular, plural, n) % variables
 
 
+def switch_url(request: Any, language: str) -> str:
+    """This page in another language, keeping its query (a search keeps its filters)."""
+    from urllib.parse import urlencode
+
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    return f"{request.url.path}?{urlencode([*query, ('lang', language)])}"
+
+
 def install(env: Any) -> None:
     """Gives a Jinja2 environment `_()`/`ngettext()` in the request's language."""
     env.add_extension("jinja2.ext.i18n")
@@ -150,3 +158,4 @@ def install(env: Any) -> None:
     env.globals["current_language"] = current_language.get
     env.globals["html_lang"] = lambda: HTML_LANG.get(current_language.get(), "zh-CN")
     env.globals["LANGUAGES"] = LANGUAGES
+    env.globals["switch_url"] = switch_url
