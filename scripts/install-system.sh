@@ -14,7 +14,10 @@ set -euo pipefail
 # make, ca-certificates: the Makefile, and HTTPS for pip.
 # chromium, fonts-noto-cjk: the browser tests of the web pages (driven by Playwright with the
 # system Chromium; nothing is downloaded at test time) and Chinese text in screenshots.
-PACKAGES=(postgresql redis-server make ca-certificates chromium fonts-noto-cjk)
+# libpango-1.0-0, libpangoft2-1.0-0: WeasyPrint lays out the PDF reports with Pango;
+# poppler-utils: pdftotext, with which the report tests read the PDFs back.
+PACKAGES=(postgresql redis-server make ca-certificates chromium fonts-noto-cjk
+    libpango-1.0-0 libpangoft2-1.0-0 poppler-utils)
 # nodejs, npm: the pages' front-end libraries (ECharts) come from npm at install
 # (scripts/install-web.sh); a Node.js that brings its own npm (e.g. NodeSource) is kept.
 if ! command -v npm >/dev/null 2>&1; then

@@ -998,3 +998,27 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
     __table_args__ = (Index("ix_audit_log_subject", "subject"),)
+
+
+class Report(Base):
+    """A generated report (日报, 周报, 月报, 季通报, 专报, 零报告): its file and the data snapshot
+    it was computed from (tingfeng.reports)."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # daily, weekly, monthly, quarterly, special…
+    period: Mapped[str] = mapped_column(String(40))  # 2026-11-21, 2026-W47, 2026-11, event:17
+    number: Mapped[str] = mapped_column(String(40))  # 〔2026〕第12期
+    format: Mapped[str] = mapped_column(String(8))  # docx, pdf, html, xlsx
+    title: Mapped[str] = mapped_column(Text, default="")
+    path: Mapped[str] = mapped_column(Text, default="")
+    bytes: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    # {"at", "max_post_id", "rows": {...}, "topics": {id: version}, "taxonomy": "…", "queries"}
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    zero: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (Index("ix_reports_kind_period", "kind", "period"),)
