@@ -29,6 +29,7 @@ from tingfeng.db.engine import make_engine, write_transaction
 from tingfeng.db.models import Post
 from tingfeng.ingest.prepare import Draft, ItemRejected, Preparer, segmenter_for
 from tingfeng.ingest.readings import TaxonomyWatcher, reader_for, sqlite_encoded, store_readings
+from tingfeng.privacy import byline_for
 from tingfeng.search.index import add_to_index, index_terms, sort_key
 from tingfeng.settings import Settings
 
@@ -181,6 +182,7 @@ def _produce(
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     segmenter = segmenter_for(settings)
     preparer = Preparer(segmenter, settings.default_timezone, settings.dedup_min_chars)
+    preparer.byline = byline_for(settings)
     watcher = None
     if settings.analyze_on_ingest:
         engine = make_engine(settings.database_url)
@@ -224,6 +226,7 @@ class Ingestor:
         self.now = now
         segmenter = segmenter or segmenter_for(settings)
         self.preparer = Preparer(segmenter, settings.default_timezone, settings.dedup_min_chars)
+        self.preparer.byline = byline_for(settings)
         self.watcher: TaxonomyWatcher | None = None
         if settings.analyze_on_ingest:
             self.preparer.reader = reader_for(settings, engine, segmenter)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +55,8 @@ class Preparer:
         self.default_timezone = default_timezone
         self.dedup_min_chars = dedup_min_chars
         self.reader: Reader | None = None  # the analysis stages; None: store posts unread
+        # Replaces each byline by its keyed pseudonym (tingfeng.privacy.byline_for); None: kept.
+        self.byline: Callable[[str], str] | None = None
         self._zones: dict[str, ZoneInfo] = {}
 
     def zone(self, name: str | None) -> ZoneInfo:
@@ -71,6 +74,11 @@ class Preparer:
         value = value.astimezone(UTC)
         # A clock far ahead on the publishing side must not pin a post to the top for months.
         return min(value, now + timedelta(days=1))
+
+    def _author(self, byline: str | None) -> str | None:
+        if not byline:
+            return None
+        return self.byline(byline)[:200] if self.byline else byline[:200]
 
     def prepare(self, item: RawItem, source_id: int, tz: str | None, now: datetime) -> Draft:
         clean = html_to_text(item.html) if item.html else clean_text(item.text or "")
@@ -107,7 +115,7 @@ class Preparer:
             "tokens": tokens,
             "lang": lang,
             "content_hash": chash,
-            "author": item.author[:200] if item.author else None,
+            "author": self._author(item.author),
             "published_at": self.to_utc(item.published_at, tz, now),
             "fetched_at": now,
             "reposts": item.reposts,
