@@ -82,3 +82,38 @@ def health_report(conn: Connection, sources: list[Source], now: datetime) -> lis
         )
         for s in sources
     ]
+
+
+def recent_runs(
+    conn: Connection, source_id: int, limit: int = 20, offset: int = 0
+) -> list[dict[str, object]]:
+    """The source's newest runs from the fetch log (and push requests), newest first."""
+    rows = conn.execute(
+        select(FetchLog.__table__)
+        .where(FetchLog.source_id == source_id)
+        .order_by(FetchLog.started_at.desc(), FetchLog.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).mappings()
+    out: list[dict[str, object]] = []
+    for row in rows:
+        run = dict(row)
+        started, finished = run.get("started_at"), run.get("finished_at")
+        run["seconds"] = (
+            round((finished - started).total_seconds(), 1)
+            if isinstance(started, datetime) and isinstance(finished, datetime)
+            else None
+        )
+        for key in ("started_at", "finished_at"):
+            value = run.get(key)
+            run[key] = value.isoformat() if isinstance(value, datetime) else value
+        out.append(run)
+    return out
+
+
+def count_runs(conn: Connection, source_id: int) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).select_from(FetchLog).where(FetchLog.source_id == source_id)
+        ).scalar_one()
+    )
