@@ -156,6 +156,8 @@ class SearchFilters:
     topic_ids: list[int] = field(default_factory=list)
     # Only these posts: the matches of a query in the topic language (`where_ids`).
     post_ids: set[int] | None = None
+    # Posts of events graded at these levels (general, serious, major, critical): any of them.
+    event_levels: list[str] = field(default_factory=list)
 
     @property
     def on_readings(self) -> bool:
@@ -223,6 +225,7 @@ def _where(
         and not filters.on_readings
         and not filters.topic_ids
         and filters.post_ids is None
+        and not filters.event_levels
     )
     if cq.check_tree is not None:
         conds.append(_check_sql(cq.check_tree, dialect, params))
@@ -244,6 +247,12 @@ def _where(
         conds.append(
             "EXISTS (SELECT 1 FROM topic_matches tm WHERE tm.post_id = p.id "
             f"AND tm.topic_id IN ({topics}))"
+        )
+    if filters.event_levels:
+        # A post belongs to at most one event (event_posts is keyed by post).
+        conds.append(
+            "p.id IN (SELECT ep.post_id FROM event_posts ep JOIN events e ON e.id = ep.event_id "
+            f"WHERE e.level IN ({_in_list('el', filters.event_levels, params)}))"
         )
     if filters.post_ids is not None:
         # Integers only, so they can be written into the statement (no parameter limit).
