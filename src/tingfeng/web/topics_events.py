@@ -1,15 +1,19 @@
-"""API and pages for topics (监测方案), events (事件), grades and spikes."""
+"""API for topics (监测方案), events (事件), grades and spikes; the pages are in
+`tingfeng.web.topics_events_pages` and change nothing themselves: their scripts call this API,
+so the guard's table of roles covers both.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from tingfeng.db.engine import write_transaction
+from tingfeng.events.browse import EventFilter, find_events
 from tingfeng.events.decisions import (
     EventError,
     clear_grade_override,
@@ -17,7 +21,8 @@ from tingfeng.events.decisions import (
     override_grade,
     split_event,
 )
-from tingfeng.events.service import event_detail, event_posts, list_events, recent_spikes
+from tingfeng.events.service import event_detail, event_posts, recent_spikes
+from tingfeng.settings import Settings
 from tingfeng.topics import QuerySyntaxError
 from tingfeng.topics.store import (
     TopicError,
@@ -57,6 +62,8 @@ class PreviewIn(BaseModel):
     source_ids: list[int] | None = None
     topic_id: int | None = None  # compare with this saved topic
     samples: int = Field(10, ge=0, le=50)
+    # Only posts published in the last `days` days, for the draft and the saved version alike.
+    days: int | None = Field(None, ge=1, le=3650)
 
 
 class MergeIn(BaseModel):
@@ -78,6 +85,10 @@ class GradeIn(BaseModel):
     by: str = "api"
 
 
+def _aware(t: datetime | None) -> datetime | None:
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
 def _query_error(exc: QuerySyntaxError) -> HTTPException:
     return HTTPException(
         422,
@@ -89,8 +100,11 @@ def _query_error(exc: QuerySyntaxError) -> HTTPException:
     )
 
 
-def register(app: FastAPI, engine: Any, templates: Jinja2Templates) -> None:
-    """Add the topic and event routes to `app`."""
+def register(
+    app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Settings | None = None
+) -> None:
+    """Add the topic and event routes to `app` (settings: the app's own when not given)."""
+    tz = (settings or app.state.settings).default_timezone
 
     @app.get("/api/v1/topics")
     def api_topics() -> dict[str, Any]:
@@ -168,33 +182,47 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates) -> None:
 
     @app.post("/api/v1/topics/preview")
     def api_topic_preview(body: PreviewIn) -> dict[str, Any]:
-        """What a draft query matches among stored posts, and the change against a saved topic."""
+        """What a draft query matches among stored posts, and the change against a saved topic:
+        `diff.added` posts the draft matches and the saved version does not, `diff.removed` the
+        reverse, both queries run over the same posts (the last `days` days, or all)."""
+        since = datetime.now(UTC) - timedelta(days=body.days) if body.days else None
         with engine.connect() as conn:
             try:
                 saved = get_topic(conn, body.topic_id) if body.topic_id is not None else None
-                return preview(
+                out = preview(
                     conn,
                     body.query,
                     exclusions=body.exclusions,
                     source_ids=body.source_ids,
+                    since=since,
                     saved=saved,
                     samples=body.samples,
+                    tz=tz,
                 )
             except QuerySyntaxError as exc:
                 raise _query_error(exc) from exc
             except TopicError as exc:
                 raise HTTPException(404, str(exc)) from exc
+        out["since"] = since.isoformat() if since else None
+        return out
 
     @app.get("/api/v1/events")
     def api_events(
         level: list[str] = Query([]),
-        sort: str = Query("recent", pattern="^(recent|heat|posts)$"),
+        sort: str = Query("recent", pattern="^(recent|heat|level|posts)$"),
+        status: str = Query("open", pattern="^(open|merged|all)$"),
+        topic_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = Query(30, ge=1, le=500),
         offset: int = Query(0, ge=0),
     ) -> dict[str, Any]:
+        """Events; `since`/`until` keep those active in the range (last post after `since`,
+        first post before `until`), `topic_id` those with posts the topic matched."""
+        f = EventFilter(level, status, topic_id, _aware(since), _aware(until))
         with engine.connect() as conn:
             try:
-                events = list_events(conn, levels=level, limit=limit, offset=offset, sort=sort)
+                events, _total = find_events(conn, f, sort=sort, limit=limit, offset=offset)
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from exc
         return {"events": events}
@@ -254,32 +282,6 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates) -> None:
         with engine.connect() as conn:
             return {"spikes": recent_spikes(conn, limit=limit)}
 
-    @app.get("/topics", response_class=HTMLResponse)
-    def topics_page(request: Request) -> HTMLResponse:
-        with engine.connect() as conn:
-            topics = list_topics(conn)
-        return templates.TemplateResponse(request, "topics.html", {"topics": topics})
+    from tingfeng.web.topics_events_pages import register_pages
 
-    @app.get("/events", response_class=HTMLResponse)
-    def events_page(request: Request, level: list[str] = Query([])) -> HTMLResponse:
-        with engine.connect() as conn:
-            try:
-                events = list_events(conn, levels=level, limit=100)
-            except ValueError as exc:
-                raise HTTPException(422, str(exc)) from exc
-            spikes = recent_spikes(conn, limit=10)
-        return templates.TemplateResponse(
-            request, "events.html", {"events": events, "spikes": spikes}
-        )
-
-    @app.get("/events/{event_id}", response_class=HTMLResponse)
-    def event_page(request: Request, event_id: int) -> HTMLResponse:
-        with engine.connect() as conn:
-            try:
-                event = event_detail(conn, event_id)
-            except EventError as exc:
-                raise HTTPException(404, str(exc)) from exc
-            posts = event_posts(conn, event_id, limit=30)
-        return templates.TemplateResponse(
-            request, "event.html", {"e": event, "p": event["profile"] or {}, "posts": posts}
-        )
+    register_pages(app, engine, templates, settings or app.state.settings)
