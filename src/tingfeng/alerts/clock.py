@@ -1,5 +1,6 @@
-"""What happens with time: escalation of unacknowledged alerts, digests of held alerts, and
-alerts for shift reports that were not filed.
+"""What happens with time: escalation of unacknowledged alerts, digests of held alerts,
+alerts for shift reports that were not filed, case deadlines, and the daily retention and
+pseudonymisation pass (tingfeng.privacy).
 
 `tick(now)` does all three in one write transaction, so running it from two processes at once,
 or again after a crash, sends nothing twice (deliveries and duty alerts have unique keys).
@@ -258,6 +259,27 @@ def case_deadlines(conn: Connection, ctx: AlertContext, now: datetime) -> TickRe
     )
 
 
+def privacy_pass(conn: Connection, ctx: AlertContext, now: datetime) -> TickResult:
+    """A batch of the daily retention and pseudonymisation pass, when due (tingfeng.privacy)."""
+    from tingfeng.privacy import tick as privacy_tick
+
+    privacy_tick(conn, ctx.settings, now)
+    return TickResult()
+
+
+def scheduled_reports(engine: Engine, ctx: AlertContext, now: datetime) -> None:
+    """Reports due by `report_schedule`, made and sent (tingfeng.reports.schedule). Outside the
+    steps' transaction: making a report reads and writes in transactions of its own."""
+    if not ctx.settings.report_schedule.strip():
+        return
+    from tingfeng.reports.schedule import run_schedule
+
+    try:
+        run_schedule(engine, ctx.settings, now)
+    except Exception:  # one failing part must not stop the others
+        log.exception("alert clock: scheduled reports failed")
+
+
 def _tz(name: str) -> Any:
     from zoneinfo import ZoneInfo
 
@@ -266,7 +288,7 @@ def _tz(name: str) -> Any:
 
 def tick(engine: Engine, ctx: AlertContext, now: datetime) -> TickResult:
     total = TickResult()
-    for step in (escalate_due, send_digests, duty_reports_missing, case_deadlines):
+    for step in (escalate_due, send_digests, duty_reports_missing, case_deadlines, privacy_pass):
         try:
             with write_transaction(engine) as conn:
                 r = step(conn, ctx, now)
@@ -278,6 +300,7 @@ def tick(engine: Engine, ctx: AlertContext, now: datetime) -> TickResult:
         total.duty_alerts += r.duty_alerts
         total.deliveries += r.deliveries
         total.case_alerts += r.case_alerts
+    scheduled_reports(engine, ctx, now)
     if total.deliveries:
         outbox.notify()
     return total

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
@@ -161,12 +162,30 @@ def list_rules(conn: Connection) -> list[dict[str, Any]]:
 SECRET_KEYS = ("secret", "password", "token")
 
 
+_LONG_PART = 12
+
+
+def masked_url(url: str) -> str:
+    """A web address with what may be a token hidden: no user or password, long path parts
+    shortened, no query (a WeCom or DingTalk address carries its key there)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    host = parts.netloc.rpartition("@")[2]
+    path = "/".join(p if len(p) <= _LONG_PART else p[:4] + "***" for p in parts.path.split("/"))
+    return f"{parts.scheme}://{host}{path}" + ("?***" if parts.query else "")
+
+
 def _channel_dict(row: Any) -> dict[str, Any]:
     config = {
         k: ("***" if any(s in k for s in SECRET_KEYS) else v) for k, v in (row.config or {}).items()
     }
     target = row.target
-    if row.kind == "apprise" and "://" in target:
+    if row.kind == "webhook":
+        # Every signed-in role may list channels: a token in the address stays hidden.
+        target = masked_url(target)
+    elif row.kind == "apprise" and "://" in target:
         scheme, _, rest = target.partition("://")
         target = f"{scheme}://{rest[:4]}***" if rest else target
     return {

@@ -1,9 +1,10 @@
-"""API and pages for alerts (预警): the list, acknowledging, the in-app inbox, rules, channels,
+"""The alerts API (预警): the list, acknowledging, the in-app inbox, rules, channels,
 escalation policies and failed deliveries.
 
-Sign-in arrives with issue 7; until then who acts ("by", "user_id") comes in the request. The
-acknowledge link's token is its own authorisation: it is signed with the installation's secret
-and names the alert (and the person the message went to).
+The pages are in `alert_pages` (the list, one alert, the acknowledge link) and `alert_settings`
+(rules, channels, escalation); `register` here adds them all. Who acts is the signed-in person
+(tingfeng.web.guard). The acknowledge link's token is its own authorisation: it is signed with
+the installation's secret and names the alert (and the person the message went to).
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, func, select
 
 from tingfeng.alerts import outbox
-from tingfeng.alerts.ack import AckError, acknowledge, read_token
+from tingfeng.alerts.ack import AckError, acknowledge
 from tingfeng.alerts.channels import ChannelError, ChannelSpec, send
 from tingfeng.alerts.escalation import EscalationError, load_policies, set_policy
-from tingfeng.alerts.messages import PURPOSE_ZH, render
+from tingfeng.alerts.messages import render
 from tingfeng.alerts.rules import RuleError
 from tingfeng.alerts.service import (
     alert_detail,
@@ -44,65 +44,15 @@ from tingfeng.alerts.service import (
     update_rule,
 )
 from tingfeng.db.engine import write_transaction
-from tingfeng.db.models import Alert, AlertRule, Channel, Topic
+from tingfeng.db.models import Alert, AlertRule, Channel
 from tingfeng.events.grading import Level
 from tingfeng.office.people import OfficeError, get_user
-from tingfeng.secret import secret_key
 from tingfeng.settings import Settings
-from tingfeng.web import local_formatter
 from tingfeng.web.guard import require_user
 
 T = TypeVar("T")
 
 STATUSES = ("open", "acknowledged")
-STATUS_ZH = {"open": "待确认", "acknowledged": "已确认"}
-DELIVERY_ZH = {
-    "pending": "待发送",
-    "sending": "发送中",
-    "sent": "已发送",
-    "failed": "发送失败",
-    "cancelled": "已取消",
-}
-LOG_ZH = {
-    "raised": "触发预警",
-    "escalated": "逐级上报",
-    "acknowledged": "确认收到",
-    "level_up": "等级上升",
-}
-VIA_ZH = {"web": "网页", "api": "接口", "link": "消息中的确认链接", "cli": "命令行"}
-MATCHED_ZH = {
-    "topics": "命中方案",
-    "query": "检索条件",
-    "source": "信源",
-    "tier": "媒体级别",
-    "polarity": "倾向",
-    "emotion": "情绪",
-    "categories": "类别",
-    "regions": "地域",
-    "needs_verification": "待核实",
-    "new_event": "新事件",
-    "level": "事件等级",
-    "previous_level": "原等级",
-    "event_posts": "事件信息量",
-    "spike": "突增对象",
-    "hour": "突增时段",
-    "count": "该时段条数",
-    "expected": "预期条数",
-    "ratio": "倍数",
-}
-HELD_ZH = {"digest": "汇总模式：随下一次汇总发送", "rate_limited": "超过频率上限：随汇总发送"}
-VALUE_ZH = {
-    "negative": "负面",
-    "neutral": "中性",
-    "positive": "正面",
-    "angry": "愤怒",
-    "happy": "喜悦",
-    "sad": "悲伤",
-    "fear": "恐惧",
-    "surprise": "惊奇",
-    True: "是",
-    False: "否",
-}
 
 
 class AckIn(BaseModel):
@@ -145,72 +95,23 @@ def _exists(conn: Connection, model: Any, row_id: int) -> bool:
     return conn.execute(select(model.id).where(model.id == row_id)).first() is not None
 
 
-def readable_reason(conn: Connection, reason: dict[str, Any]) -> list[tuple[str, str]]:
-    """Why an alert fired, as (label, value) lines in Chinese (for the detail page)."""
-    lines: list[tuple[str, str]] = []
-    if reason.get("rule"):
-        rule_id = reason.get("rule_id")
-        lines.append(("规则", f"{reason['rule']}" + (f"（编号 {rule_id}）" if rule_id else "")))
-    matched = reason.get("matched") or {}
-    topics: dict[int, str] = {}
-    if matched.get("topics"):
-        ids = [int(t) for t in matched["topics"]]
-        topics = dict(conn.execute(select(Topic.id, Topic.name).where(Topic.id.in_(ids))).all())
-    for key, value in matched.items():
-        label = MATCHED_ZH.get(key, key)
-        if key == "topics":
-            text = "、".join(f"{topics.get(int(t), '已删除的方案')}（{t}）" for t in value)
-        elif key == "regions":
-            text = "、".join(_region_name(code) for code in value)
-        elif key in ("level", "previous_level") and value in Level.__members__:
-            text = Level(value).label_zh
-        elif key == "new_event":
-            text = f"事件 {value}"
-        elif isinstance(value, list):
-            text = "、".join(str(VALUE_ZH.get(v, v)) for v in value)
-        elif isinstance(value, bool | str):
-            text = str(VALUE_ZH.get(value, value))
-        else:
-            text = str(value)
-        lines.append((label, text))
-    if reason.get("held"):
-        lines.append(("发送方式", HELD_ZH.get(reason["held"], reason["held"])))
-    for key, value in reason.items():  # anything else (a duty alert's shift and date)
-        if key not in ("rule", "rule_id", "matched", "held"):
-            lines.append((key, str(value)))
-    return lines
-
-
-def _region_name(code: str) -> str:
-    from tingfeng.analyze.regions import default_table
-
-    division = default_table().get(str(code))
-    return "".join(division.path) if division else str(code)
-
-
-def _log_detail(entry: dict[str, Any]) -> str:
-    detail = entry.get("detail") or {}
-    parts = []
-    if entry["what"] == "acknowledged" and detail.get("via"):
-        parts.append("方式：" + VIA_ZH.get(detail["via"], detail["via"]))
-        if detail.get("escalations_cancelled"):
-            parts.append(f"取消待发的上报消息 {detail['escalations_cancelled']} 条")
-    elif entry["what"] == "escalated":
-        parts.append(f"第 {detail.get('step')} 步")
-    elif entry["what"] == "level_up":
-        before, after = detail.get("previous"), detail.get("level")
-        if before in Level.__members__ and after in Level.__members__:
-            parts.append(f"由{Level(before).zh}升为{Level(after).zh}")
-        if detail.get("reopened"):
-            parts.append("已确认的预警重新打开")
-    elif entry["what"] == "raised" and detail.get("held"):
-        parts.append(HELD_ZH.get(detail["held"], detail["held"]))
-    return "；".join(parts)
+def rename_safe_update(
+    conn: Connection, rule_id: int, values: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """`update_rule`, refusing a name another rule has (the unique index would fail with a 500)."""
+    name = str(values.get("name") or "").strip()
+    if (
+        name
+        and conn.execute(
+            select(AlertRule.id).where(AlertRule.name == name, AlertRule.id != rule_id)
+        ).first()
+    ):
+        raise RuleError(f"There is already a rule named {name!r}.")
+    return update_rule(conn, rule_id, values, now)
 
 
 def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Settings) -> None:
-    """Add the alert routes to `app`."""
-    local = local_formatter(settings.default_timezone)
+    """Add the alert API and the warnings pages to `app`."""
 
     def read(work: Callable[[Connection], T]) -> T:
         with engine.connect() as conn:
@@ -339,7 +240,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
 
     @app.patch("/api/v1/alert-rules/{rule_id}")
     def api_rule_update(rule_id: int, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return rule_write(lambda conn: update_rule(conn, rule_id, body, _now()), rule_id)
+        return rule_write(lambda conn: rename_safe_update(conn, rule_id, body, _now()), rule_id)
 
     @app.delete("/api/v1/alert-rules/{rule_id}")
     def api_rule_delete(rule_id: int) -> dict[str, Any]:
@@ -449,143 +350,8 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
             outbox.notify()  # a dispatcher in this process sends them at once
         return {"retried": retried}
 
-    # --- pages --------------------------------------------------------------------------------
+    from tingfeng.web.alert_pages import register as register_pages
+    from tingfeng.web.alert_settings import register as register_settings
 
-    @app.get("/alerts", response_class=HTMLResponse)
-    def alerts_page(request: Request, status: Literal["open", "all"] = "open") -> HTMLResponse:
-        def work(conn: Connection) -> dict[str, Any]:
-            return {
-                "alerts": list_alerts(conn, status="open" if status == "open" else None, limit=100),
-                "counts": counts(conn),
-                "failed": failed_deliveries(conn),
-                "latest_id": conn.execute(select(func.max(Alert.id))).scalar() or 0,
-            }
-
-        context = read(work)
-        return templates.TemplateResponse(
-            request,
-            "alerts.html",
-            {
-                **context,
-                "status": status,
-                "status_zh": STATUS_ZH,
-                "local": local,
-                "timezone": settings.default_timezone,
-            },
-        )
-
-    @app.get("/alerts/{alert_id:int}", response_class=HTMLResponse)
-    def alert_page(request: Request, alert_id: int) -> HTMLResponse:
-        def work(conn: Connection) -> dict[str, Any] | None:
-            detail = alert_detail(conn, alert_id)
-            if detail is None:
-                return None
-            return {"a": detail, "reason_lines": readable_reason(conn, detail["reason"] or {})}
-
-        context = read(work)
-        if context is None:
-            raise HTTPException(404, f"No alert {alert_id}.")
-        return templates.TemplateResponse(
-            request,
-            "alert.html",
-            {
-                **context,
-                "status_zh": STATUS_ZH,
-                "delivery_zh": DELIVERY_ZH,
-                "log_zh": LOG_ZH,
-                "via_zh": VIA_ZH,
-                "purpose_zh": PURPOSE_ZH,
-                "log_detail": _log_detail,
-                "local": local,
-            },
-        )
-
-    def ack_page(request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:
-        return templates.TemplateResponse(
-            request,
-            "ack.html",
-            {"error": None, "done": None, "a": None, "name": "", "local": local} | context,
-            status_code=status_code,
-        )
-
-    def token_of(token: str) -> Any:
-        try:
-            return read_token(secret_key(settings), token)
-        except AckError as exc:
-            incomplete = "incomplete" in str(exc)
-            raise _AckPageError(
-                400,
-                "确认链接不完整：请打开消息中的完整链接。"
-                if incomplete
-                else "确认链接无效：链接被改动过，或来自另一套听风系统。",
-            ) from exc
-
-    def ack_context(conn: Connection, token: str) -> tuple[Any, dict[str, Any], str]:
-        parsed = token_of(token)
-        detail = alert_detail(conn, parsed.alert_id)
-        if detail is None:
-            raise _AckPageError(404, f"预警 {parsed.alert_id} 不存在（可能已被删除）。")
-        name = ""
-        if parsed.user_id is not None:
-            try:
-                name = get_user(conn, parsed.user_id).display_name
-            except OfficeError:
-                name = ""  # the person was removed since: the form still works with a name
-        return parsed, detail, name
-
-    @app.get("/alerts/ack/{token}", response_class=HTMLResponse)
-    def ack_form(request: Request, token: str) -> HTMLResponse:
-        """Show the alert and a form; only the POST acknowledges (link scanners open GETs)."""
-        try:
-            _, detail, name = read(lambda conn: ack_context(conn, token))
-        except _AckPageError as exc:
-            return ack_page(request, exc.status, error=exc.message)
-        return ack_page(request, a=detail, name=name)
-
-    @app.post("/alerts/ack/{token}", response_class=HTMLResponse)
-    async def ack_submit(request: Request, token: str) -> HTMLResponse:
-        from starlette.concurrency import run_in_threadpool
-
-        form = await request.form()
-        by = str(form.get("by") or "").strip()
-
-        def work() -> tuple[dict[str, Any], Any, str]:
-            with write_transaction(engine) as conn:
-                parsed, detail, name = ack_context(conn, token)
-                if detail["status"] == "acknowledged":
-                    done = acknowledge(conn, parsed.alert_id, by="", via="link", now=_now())
-                    return detail, done, name
-                if not (by or name):
-                    raise _AckPageError(422, "请填写确认人姓名。", detail)
-                done = acknowledge(
-                    conn,
-                    parsed.alert_id,
-                    by=by or name,
-                    via="link",
-                    now=_now(),
-                    user_id=parsed.user_id,
-                )
-                return alert_detail(conn, parsed.alert_id) or detail, done, name
-
-        try:
-            detail, done, name = await run_in_threadpool(work)
-        except _AckPageError as exc:
-            return ack_page(request, exc.status, error=exc.message, a=exc.alert, name=by)
-        return ack_page(
-            request,
-            a=detail,
-            name=name,
-            done={
-                "by": done.by,
-                "at": done.at.isoformat() if done.at else None,
-                "already": done.already,
-            },
-        )
-
-
-class _AckPageError(Exception):
-    """Shown on the acknowledge page (in Chinese) with its status code."""
-
-    def __init__(self, status: int, message: str, alert: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.alert = status, message, alert
+    register_pages(app, engine, templates, settings)
+    register_settings(app, engine, templates, settings)
