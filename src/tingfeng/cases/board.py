@@ -31,14 +31,15 @@ from tingfeng.audit import record
 from tingfeng.cases.deadlines import add_working_days
 from tingfeng.db.models import BoardMessage
 from tingfeng.problems import ProblemsError
+from tingfeng.web.i18n import N_, gettext
 
-KINDS = {"question": "咨询", "complaint": "投诉", "suggestion": "建议"}
+KINDS = {"question": N_("咨询"), "complaint": N_("投诉"), "suggestion": N_("建议")}
 STATUS = {
-    "new": "待处理",
-    "accepted": "办理中",
-    "answered": "已答复",
-    "closed": "已办结(无需答复)",
-    "spam": "垃圾信息",
+    "new": N_("待处理"),
+    "accepted": N_("办理中"),
+    "answered": N_("已答复"),
+    "closed": N_("已办结(无需答复)"),
+    "spam": N_("垃圾信息"),
 }
 # What the office may set by hand; "accepted" and "answered" come from cases.
 # "new" undoes a mistaken spam or closed marking.
@@ -101,20 +102,31 @@ def validate_message(
     body_c = _clean(body, multiline=True)
     name_c = _clean(name, multiline=False) or None
     contact_c = _clean(contact, multiline=False) or None
+    # In the asker's language: the web request's (Chinese outside a request).
     if kind not in KINDS:
-        fields["kind"] = "请选择留言类型：" + "、".join(KINDS.values()) + "。"
+        fields["kind"] = gettext("请选择留言类型：%(kinds)s。") % {
+            "kinds": gettext("、").join(gettext(k) for k in KINDS.values())
+        }
     if not title_c:
-        fields["title"] = "请填写标题。"
+        fields["title"] = gettext("请填写标题。")
     elif len(title_c) > TITLE_MAX:
-        fields["title"] = f"标题最多 {TITLE_MAX} 个字（现有 {len(title_c)} 个字），请缩短。"
+        fields["title"] = gettext("标题最多 %(max)s 个字（现有 %(n)s 个字），请缩短。") % {
+            "max": TITLE_MAX,
+            "n": len(title_c),
+        }
     if len(body_c) < BODY_MIN:
-        fields["body"] = f"留言内容至少 {BODY_MIN} 个字，请写清楚事情经过或问题。"
+        fields["body"] = gettext("留言内容至少 %(min)s 个字，请写清楚事情经过或问题。") % {
+            "min": BODY_MIN
+        }
     elif len(body_c) > BODY_MAX:
-        fields["body"] = f"留言内容最多 {BODY_MAX} 个字（现有 {len(body_c)} 个字），请精简。"
+        fields["body"] = gettext("留言内容最多 %(max)s 个字（现有 %(n)s 个字），请精简。") % {
+            "max": BODY_MAX,
+            "n": len(body_c),
+        }
     if name_c and len(name_c) > NAME_MAX:
-        fields["name"] = f"署名最多 {NAME_MAX} 个字。"
+        fields["name"] = gettext("署名最多 %(max)s 个字。") % {"max": NAME_MAX}
     if contact_c and len(contact_c) > CONTACT_MAX:
-        fields["contact"] = f"联系方式最多 {CONTACT_MAX} 个字。"
+        fields["contact"] = gettext("联系方式最多 %(max)s 个字。") % {"max": CONTACT_MAX}
     if fields:
         raise BoardError(list(fields.values()), fields)
     return CleanMessage(kind, title_c, body_c, name_c, contact_c)
@@ -471,6 +483,8 @@ ChallengeResult = Literal["ok", "expired", "wrong", "reused", "invalid"]
 class Challenge:
     question: str
     token: str
+    # The two numbers to add, for asking the question in the page's language.
+    terms: tuple[int, int] = (0, 0)
 
 
 class UsedTokens:
@@ -512,7 +526,7 @@ def make_challenge(secret: bytes, now: datetime) -> Challenge:
     nonce = secrets.token_urlsafe(9)
     payload = f"{issued}.{nonce}.{_answer_mac(secret, nonce, a + b)}"
     return Challenge(
-        f"{a} 加 {b} 等于几？", f"{payload}.{_mac(secret, 'board-challenge.' + payload)}"
+        f"{a} 加 {b} 等于几？", f"{payload}.{_mac(secret, 'board-challenge.' + payload)}", (a, b)
     )
 
 

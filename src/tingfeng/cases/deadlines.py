@@ -23,15 +23,16 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 
 from tingfeng.problems import ProblemsError
+from tingfeng.web.i18n import N_
 from tingfeng.workdays import holiday_name, is_workday
 
 LEVELS: dict[str, str] = {"general": "一般", "serious": "较大", "major": "重大", "critical": "特大"}
 STEP_LABELS: dict[str, str] = {
-    "acknowledge": "签收",
-    "report": "报告",
-    "feedback": "部门反馈",
-    "reply": "公开回应",
-    "close": "办结",
+    "acknowledge": N_("签收"),
+    "report": N_("报告"),
+    "feedback": N_("部门反馈"),
+    "reply": N_("公开回应"),
+    "close": N_("办结"),
 }
 DEFAULT_SLA: dict[str, dict[str, str]] = {
     "acknowledge": {"critical": "1h", "major": "2h", "serious": "4wh", "general": "1wd"},

@@ -99,6 +99,7 @@ def case_detail(
     out.update(
         summary=case.summary,
         origin_detail=case.origin_detail,
+        board_message_id=case.board_message_id,
         handling=case.handling,
         result=case.result,
         approval_levels=case.approval_levels,

@@ -51,14 +51,15 @@ from tingfeng.db.engine import write_transaction
 from tingfeng.db.models import AuditEntry, Case, Evidence, Post
 from tingfeng.problems import ProblemsError
 from tingfeng.settings import Settings
+from tingfeng.web.i18n import N_
 
 CATEGORY_LABELS: dict[str, str] = {
-    "post": "原帖",
-    "repost": "转发",
-    "comment": "评论",
-    "reply": "回应",
-    "media": "媒体报道",
-    "other": "其他",
+    "post": N_("原帖"),
+    "repost": N_("转发"),
+    "comment": N_("评论"),
+    "reply": N_("回应"),
+    "media": N_("媒体报道"),
+    "other": N_("其他"),
 }
 CHROMIUM_ARGS = [
     "--no-sandbox",

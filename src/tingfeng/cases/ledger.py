@@ -15,23 +15,24 @@ from tingfeng.cases.service import ORIGINS, STEP_LABELS, level_zh
 from tingfeng.cases.states import OPEN_STATES, STATES
 from tingfeng.db.models import Case, CaseDeadline, Department
 from tingfeng.office.people import Person
+from tingfeng.web.i18n import N_
 
 _RANK = {"critical": 0, "major": 1, "serious": 2, "general": 3}
 COLUMNS: list[tuple[str, str]] = [
-    ("number", "编号"),
-    ("title", "标题"),
-    ("level_label", "等级"),
-    ("origin_label", "来源"),
-    ("state_label", "状态"),
-    ("department", "责任单位"),
-    ("next_step", "下一时限"),
-    ("next_due", "到期时间"),
-    ("overdue", "是否超期"),
-    ("overdue_count", "超期次数"),
-    ("last_progress", "最新进展"),
-    ("last_progress_at", "进展时间"),
-    ("opened", "登记时间"),
-    ("watch_until", "跟踪至"),
+    ("number", N_("编号")),
+    ("title", N_("标题")),
+    ("level_label", N_("等级")),
+    ("origin_label", N_("来源")),
+    ("state_label", N_("状态")),
+    ("department", N_("责任单位")),
+    ("next_step", N_("下一时限")),
+    ("next_due", N_("到期时间")),
+    ("overdue", N_("是否超期")),
+    ("overdue_count", N_("超期次数")),
+    ("last_progress", N_("最新进展")),
+    ("last_progress_at", N_("进展时间")),
+    ("opened", N_("登记时间")),
+    ("watch_until", N_("跟踪至")),
 ]
 
 

@@ -24,14 +24,20 @@ from tingfeng.cases.states import OPEN_STATES, STATES
 from tingfeng.db.models import Reply, ReplyApproval, ReplyVersion, User
 from tingfeng.office.people import Person
 from tingfeng.settings import Settings
+from tingfeng.web.i18n import N_
 
-STAGES = {"facts": "快报事实", "progress": "通报进展", "result": "公布结果", "point": "点对点回复"}
+STAGES = {
+    "facts": N_("快报事实"),
+    "progress": N_("通报进展"),
+    "result": N_("公布结果"),
+    "point": N_("点对点回复"),
+}
 REPLY_STATES = {
-    "draft": "草稿",
-    "submitted": "待审批",
-    "approved": "已审批",
-    "returned": "已退回",
-    "published": "已发布",
+    "draft": N_("草稿"),
+    "submitted": N_("待审批"),
+    "approved": N_("已审批"),
+    "returned": N_("已退回"),
+    "published": N_("已发布"),
 }
 
 

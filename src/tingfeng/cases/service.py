@@ -35,22 +35,23 @@ from tingfeng.db.models import (
 from tingfeng.office.people import Person, find_department
 from tingfeng.problems import ProblemsError
 from tingfeng.settings import Settings
+from tingfeng.web.i18n import N_
 
 ORIGINS: dict[str, str] = {
-    "online": "网上舆情",
-    "assigned": "上级交办（督办件）",
-    "onsite": "现场/媒体来电",
-    "liaison": "联络员报送",
-    "board": "留言板",
-    "manual": "手工登记",
+    "online": N_("网上舆情"),
+    "assigned": N_("上级交办（督办件）"),
+    "onsite": N_("现场/媒体来电"),
+    "liaison": N_("联络员报送"),
+    "board": N_("留言板"),
+    "manual": N_("手工登记"),
 }
 # Who may open a case at all; a handler opens one for their own department (a call they took).
 OPENERS = frozenset({"admin", "analyst", "approver", "handler", "liaison"})
 TASK_KINDS = {
-    "verify": "现场核实",
-    "contact": "平台公开回复联系",
-    "materials": "准备材料",
-    "other": "其他",
+    "verify": N_("现场核实"),
+    "contact": N_("平台公开回复联系"),
+    "materials": N_("准备材料"),
+    "other": N_("其他"),
 }
 # The timed steps and the actions that meet them.
 MEETS: dict[str, tuple[str, ...]] = {
@@ -61,7 +62,7 @@ MEETS: dict[str, tuple[str, ...]] = {
     "close": ("close", "dismiss"),
     "superior": ("close", "dismiss"),
 }
-STEP_LABELS = {**sla.STEP_LABELS, "superior": "上级时限"}
+STEP_LABELS = {**sla.STEP_LABELS, "superior": N_("上级时限")}
 
 
 class CaseError(ProblemsError):

@@ -15,19 +15,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tingfeng.problems import ProblemsError
+from tingfeng.web.i18n import N_
 
 STATES: dict[str, str] = {
-    "new": "新建",
-    "assessed": "已研判",
-    "approved": "已批准处置",
-    "assigned": "已交办",
-    "verifying": "核查中",
-    "drafted": "回复待审",
-    "reply_approved": "回复已审批",
-    "published": "已发布",
-    "following": "跟踪中",
-    "closed": "已办结",
-    "archived": "已归档",
+    "new": N_("新建"),
+    "assessed": N_("已研判"),
+    "approved": N_("已批准处置"),
+    "assigned": N_("已交办"),
+    "verifying": N_("核查中"),
+    "drafted": N_("回复待审"),
+    "reply_approved": N_("回复已审批"),
+    "published": N_("已发布"),
+    "following": N_("跟踪中"),
+    "closed": N_("已办结"),
+    "archived": N_("已归档"),
 }
 # Cases still in hand: counted in the ledger and watched by the deadline clock.
 OPEN_STATES = frozenset(STATES) - {"closed", "archived"}
@@ -54,25 +55,30 @@ def _a(
 ACTIONS: dict[str, Action] = {
     a.name: a
     for a in (
-        _a("assess", "研判", "new", "assessed", "analyst admin"),
-        _a("return_assessment", "退回研判", "assessed", "new", "approver", reason=True),
-        _a("approve_handling", "批准处置", "assessed", "approved", "approver"),
-        _a("assign", "交办", "approved", "assigned", "analyst approver admin"),
+        _a("assess", N_("研判"), "new", "assessed", "analyst admin"),
+        _a("return_assessment", N_("退回研判"), "assessed", "new", "approver", reason=True),
+        _a("approve_handling", N_("批准处置"), "assessed", "approved", "approver"),
+        _a("assign", N_("交办"), "approved", "assigned", "analyst approver admin"),
         _a(
-            "reject_assignment", "退回交办", "assigned", "approved", "handler approver", reason=True
+            "reject_assignment",
+            N_("退回交办"),
+            "assigned",
+            "approved",
+            "handler approver",
+            reason=True,
         ),
-        _a("accept", "签收核查", "assigned", "verifying", "handler"),
-        _a("submit_reply", "提交回复", "verifying following", "drafted", "handler analyst"),
-        _a("return_reply", "退回回复", "drafted", "verifying", "approver", reason=True),
-        _a("approve_reply", "审批回复", "drafted", "reply_approved", "approver"),
-        _a("publish", "发布回复", "reply_approved", "published", "handler analyst"),
-        _a("follow_up", "跟踪", "published", "following", "handler analyst"),
-        _a("close", "办结", "published following", "closed", "analyst approver"),
+        _a("accept", N_("签收核查"), "assigned", "verifying", "handler"),
+        _a("submit_reply", N_("提交回复"), "verifying following", "drafted", "handler analyst"),
+        _a("return_reply", N_("退回回复"), "drafted", "verifying", "approver", reason=True),
+        _a("approve_reply", N_("审批回复"), "drafted", "reply_approved", "approver"),
+        _a("publish", N_("发布回复"), "reply_approved", "published", "handler analyst"),
+        _a("follow_up", N_("跟踪"), "published", "following", "handler analyst"),
+        _a("close", N_("办结"), "published following", "closed", "analyst approver"),
         # A matter that needs no handling (not ours, already solved) is closed after assessment,
         # by an approver and with the reason on record.
-        _a("dismiss", "不予处置", "assessed", "closed", "approver", reason=True),
-        _a("reopen", "重新打开", "closed", "following", "analyst approver", reason=True),
-        _a("archive", "归档", "closed", "archived", "analyst approver admin"),
+        _a("dismiss", N_("不予处置"), "assessed", "closed", "approver", reason=True),
+        _a("reopen", N_("重新打开"), "closed", "following", "analyst approver", reason=True),
+        _a("archive", N_("归档"), "closed", "archived", "analyst approver admin"),
     )
 }
 

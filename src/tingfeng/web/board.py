@@ -1,8 +1,10 @@
-"""The public message board (留言板) pages and the office's API for its messages.
+"""The public message board (留言板): its public pages, and the office's view and API.
 
-Served only when `board_enabled` is on; otherwise none of these routes exists (404). The pages
-are public and carry no office navigation. The follow link's token is its own authorisation.
-The office API is internal until sign-in arrives with issue 7.
+Served only when `board_enabled` is on; otherwise none of these routes exists (404), except the
+office's page, which then says how to turn the board on. The public pages carry no office
+navigation and speak the asker's language (Chinese, or English by the switch); the follow
+link's token is its own authorisation. The office's page and API need a signed-in person of the
+roles in `tingfeng.web.guard`; the office's page is in `tingfeng.web.board_office`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from tingfeng.secret import secret_key
 from tingfeng.settings import Settings
 from tingfeng.web import local_formatter
 from tingfeng.web.guard import require_user
+from tingfeng.web.i18n import N_, gettext
 
 T = TypeVar("T")
 PER_PAGE = 20
@@ -52,11 +55,14 @@ FORM_FIELDS = ("kind", "title", "body", "name", "contact")
 
 CHALLENGE_ZH: dict[ChallengeResult, str] = {
     "ok": "",
-    "wrong": "验证题答案不正确，请回答下面的新验证题。",
-    "expired": "验证题已过期（超过 30 分钟），请回答下面的新验证题。",
-    "reused": "这道验证题已经用过，请回答下面的新验证题。",
-    "invalid": "验证信息无效，请回答下面的新验证题。",
+    "wrong": N_("验证题答案不正确，请回答下面的新验证题。"),
+    "expired": N_("验证题已过期（超过 30 分钟），请回答下面的新验证题。"),
+    "reused": N_("这道验证题已经用过，请回答下面的新验证题。"),
+    "invalid": N_("验证信息无效，请回答下面的新验证题。"),
 }
+# The default title of the board (settings.board_title), so an English page can translate it;
+# a title of the office's own choosing is shown as it is.
+N_("网上留言板")
 # The follow link is the asker's key: keep it out of caches, referrers and search engines.
 PRIVATE_HEADERS = {
     "Cache-Control": "no-store",
@@ -77,6 +83,9 @@ def _now() -> datetime:
 
 def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Settings) -> None:
     """Add the board's pages and API to `app` when the board is enabled."""
+    from tingfeng.web.board_office import register_office
+
+    register_office(app, engine, templates, settings)
     if not settings.board_enabled:
         return
     tz = ZoneInfo(settings.default_timezone)
@@ -163,7 +172,9 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         length = request.headers.get("content-length") or "0"
         if not length.isdigit() or int(length) > MAX_FORM_BYTES:
             return await run_in_threadpool(
-                lambda: board_page(request, status_code=413, error="提交的内容过长，请精简后再试。")
+                lambda: board_page(
+                    request, status_code=413, error=gettext("提交的内容过长，请精简后再试。")
+                )
             )
         data = await request.form()
         form = {k: str(data.get(k) or "") for k in FORM_FIELDS}
@@ -177,13 +188,15 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         def work() -> HTMLResponse:
             if str(data.get("website") or "").strip():
                 # People never see this field; whatever fills it is most likely a robot.
-                return refuse(400, "提交未被接受：请不要填写“网址”一栏，然后重新提交。")
+                return refuse(400, gettext("提交未被接受：请不要填写“网址”一栏，然后重新提交。"))
             until = limiter.retry_after(addr, now)
             if until is not None:
                 return refuse(
                     429,
-                    f"提交过于频繁：同一网络地址每小时最多留言 {settings.board_per_hour} 条。"
-                    f"请于 {until.astimezone(tz):%H:%M} 之后再试。",
+                    gettext(
+                        "提交过于频繁：同一网络地址每小时最多留言 %(n)s 条。请于 %(at)s 之后再试。"
+                    )
+                    % {"n": settings.board_per_hour, "at": f"{until.astimezone(tz):%H:%M}"},
                     headers={"Retry-After": str(max(1, int((until - now).total_seconds())))},
                 )
             errors: dict[str, str] = {}
@@ -205,12 +218,12 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
                 used=used,
             )
             if result != "ok":
-                errors["answer"] = CHALLENGE_ZH[result]
+                errors["answer"] = gettext(CHALLENGE_ZH[result])
             if errors:
                 status = 422 if set(errors) - {"answer"} else 400
-                return refuse(status, "留言未提交，请按提示修改。", errors=errors)
+                return refuse(status, gettext("留言未提交，请按提示修改。"), errors=errors)
             if not limiter.allow(addr, now):  # another request from the address came first
-                return refuse(429, "提交过于频繁，请稍后再试。")
+                return refuse(429, gettext("提交过于频繁，请稍后再试。"))
             with write_transaction(engine) as conn:
                 _, token = submit_message(
                     conn,

@@ -1,4 +1,5 @@
-"""Pages and API for cases (处理单), the ledger (台账) and the audit log.
+"""The API of cases (处理单), the ledger (台账) and the audit log; the pages are in
+`tingfeng.web.case_pages`.
 
 Everything acts as the signed-in person: the lists show only the cases they may see, and each
 action goes through the same role and department checks as on the command line.
@@ -9,25 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
 
-from fastapi import FastAPI, Form, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from tingfeng import audit
 from tingfeng.cases.detail import case_detail, list_cases
-from tingfeng.cases.ledger import COLUMNS, ledger, to_csv, to_xlsx
+from tingfeng.cases.ledger import ledger, to_csv, to_xlsx
 from tingfeng.cases.permissions import PermissionDenied
-from tingfeng.cases.service import ORIGINS
-from tingfeng.cases.states import ACTIONS, STATES
+from tingfeng.cases.states import STATES
 from tingfeng.db.engine import write_transaction
 from tingfeng.problems import ProblemsError
 from tingfeng.settings import Settings
-from tingfeng.web import local_formatter
-from tingfeng.web.guard import require_user, roles_for
+from tingfeng.web.guard import require_user
 
 T = TypeVar("T")
 
@@ -87,8 +85,6 @@ def _status(exc: ProblemsError) -> int:
 
 
 def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Settings) -> None:
-    local = local_formatter(settings.default_timezone)
-
     def read(work: Callable[[Connection], T]) -> T:
         with engine.connect() as conn:
             try:
@@ -238,154 +234,6 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         result = write(work)
         return {"reply_id": reply_id, "step": step, "result": result}
 
-    # --- pages ---------------------------------------------------------------------------------
+    from tingfeng.web.case_pages import register_pages
 
-    @app.get("/cases", response_class=HTMLResponse)
-    def cases_page(request: Request, state: str | None = None) -> HTMLResponse:
-        me = require_user(request)
-        if state and state not in STATES:
-            state = None
-        rows = read(lambda c: list_cases(c, me, state=state, limit=500))
-        return templates.TemplateResponse(
-            request, "cases.html",
-            {"cases": rows, "states": STATES, "state": state, "local": local,
-             "origins": ORIGINS},
-        )  # fmt: skip
-
-    @app.get("/cases/{case_ref}", response_class=HTMLResponse)
-    def case_page(request: Request, case_ref: str, msg: str = "", err: str = "") -> HTMLResponse:
-        me = require_user(request)
-        d = read(lambda c: case_detail(c, me, case_ref))
-        nexts = [a for a in ACTIONS.values() if d["state"] in a.sources]
-        # The audit trail of the case and its replies, for those who may read the audit log.
-        trail: list[dict[str, Any]] = []
-        if me.role in roles_for("GET", "/api/v1/audit"):
-            subjects = [f"case:{d['id']}", *(f"reply:{r['id']}" for r in d["replies"])]
-            trail = read(
-                lambda c: sorted(
-                    (e for subject in subjects for e in audit.entries(c, subject=subject)),
-                    key=lambda e: e["id"],
-                )
-            )
-        return templates.TemplateResponse(
-            request, "case.html",
-            {"case": d, "next_actions": nexts, "states": STATES, "local": local,
-             "msg": msg[:200], "err": err[:500], "trail": trail},
-        )  # fmt: skip
-
-    @app.post("/cases/{case_ref}/act", response_model=None)
-    def case_act_form(
-        request: Request,
-        case_ref: str,
-        action: str = Form(...),
-        reason: str = Form(""),
-        level: str = Form(""),
-        handling: str = Form(""),
-        department: str = Form(""),
-        result: str = Form(""),
-    ) -> Response:
-        """The case page's action form: done, or the refusal shown on the page."""
-        from tingfeng.cases.service import act
-
-        me = require_user(request)
-        try:
-            with write_transaction(engine) as conn:
-                row = act(conn, me, settings, case_ref, action, reason=reason,
-                          level=level or None, handling=handling,
-                          department=department or None, result=result)  # fmt: skip
-        except ProblemsError as exc:
-            return RedirectResponse(f"/cases/{quote(case_ref)}?err={quote(str(exc))}", 303)
-        label = ACTIONS[action].label if action in ACTIONS else action
-        return RedirectResponse(f"/cases/{row.id}?msg={quote(label + ' 已完成')}", 303)
-
-    def _back(case_ref: Any, *, msg: str = "", err: str = "") -> Response:
-        query = f"?err={quote(err)}" if err else (f"?msg={quote(msg)}" if msg else "")
-        return RedirectResponse(f"/cases/{quote(str(case_ref))}{query}", 303)
-
-    @app.post("/cases/open", response_model=None)
-    async def case_open_form(request: Request) -> Response:
-        """登记处理单 from the alert or event page (their id), or the form on /cases."""
-        from tingfeng.cases.service import open_case
-
-        me = require_user(request)
-        form = await request.form()
-
-        def text(name: str) -> str:
-            return str(form.get(name) or "").strip()
-
-        def number(name: str) -> int | None:
-            value = text(name)
-            return int(value) if value.isdigit() else None
-
-        detail = {k: text(k) for k in ("office", "instructions", "deadline", "caller", "outlet",
-                                       "question")}  # fmt: skip
-        origin = text("origin") or ("online" if number("alert_id") or number("event_id") else
-                                    "manual")  # fmt: skip
-        try:
-            with write_transaction(engine) as conn:
-                case_id = open_case(
-                    conn, me, settings, title=text("title"), origin=origin,
-                    summary=text("summary"), origin_detail=detail, alert_id=number("alert_id"),
-                    event_id=number("event_id"), post_id=number("post_id"),
-                    level=text("level") or None,
-                )  # fmt: skip
-        except ProblemsError as exc:
-            # Back to the page the form was on, on this site only.
-            back = urlsplit(request.headers.get("referer") or "").path or "/cases"
-            return templates.TemplateResponse(
-                request, "error.html", {"message": str(exc), "back": back}, status_code=422
-            )
-        return _back(case_id, msg="处理单已登记")
-
-    @app.post("/cases/{case_ref}/replies", response_model=None)
-    def case_reply_form(
-        request: Request, case_ref: str, text: str = Form(""), stage: str = Form("facts")
-    ) -> Response:
-        from tingfeng.cases.replies import draft_reply
-
-        me = require_user(request)
-        try:
-            with write_transaction(engine) as conn:
-                draft_reply(conn, me, case_ref, text, stage=stage)
-        except ProblemsError as exc:
-            return _back(case_ref, err=str(exc))
-        return _back(case_ref, msg="回复草稿已保存")
-
-    @app.post("/replies/{reply_id}/{step}", response_model=None)
-    async def reply_step_form(request: Request, reply_id: int, step: str) -> Response:
-        """The case page's reply buttons: submit, approve, return (reason), publish."""
-        from tingfeng.cases import replies
-
-        me = require_user(request)
-        form = await request.form()
-        labels = {"submit": "已提交审批", "approve": "已审批", "return": "已退回",
-                  "publish": "已登记发布"}  # fmt: skip
-        if step not in labels:
-            raise HTTPException(404, f"No reply step {step!r}.")
-        case_id = read(lambda c: replies.get_reply(c, reply_id)).case_id
-
-        def value(name: str) -> str:
-            return str(form.get(name) or "").strip()
-
-        try:
-            with write_transaction(engine) as conn:
-                if step == "submit":
-                    replies.submit_reply(conn, me, settings, reply_id)
-                elif step == "approve":
-                    replies.approve_reply(conn, me, settings, reply_id)
-                elif step == "return":
-                    replies.return_reply(conn, me, settings, reply_id, value("reason"))
-                else:
-                    replies.publish_reply(conn, me, settings, reply_id, platform=value("platform"),
-                                          account=value("account"), url=value("url"))  # fmt: skip
-        except ProblemsError as exc:
-            return _back(case_id, err=str(exc))
-        return _back(case_id, msg=f"回复 {labels[step]}")
-
-    @app.get("/ledger", response_class=HTMLResponse)
-    def ledger_page(request: Request) -> HTMLResponse:
-        me = require_user(request)
-        rows = read(lambda c: ledger(c, me, datetime.now(UTC), settings.default_timezone))
-        return templates.TemplateResponse(
-            request, "ledger.html", {"rows": rows, "columns": COLUMNS}
-        )
+    register_pages(app, engine, templates, settings)
