@@ -272,6 +272,16 @@ def test_a_case_from_an_event_to_a_published_reply_in_the_browser(web, browser) 
     cg.wait_for_selector("#case-msg")
     assert cg.inner_text("#case-state") == "已发布"
     assert "经核实，垃圾已清运。" in cg.inner_text("#replies")
-    history = cg.inner_text("#history")
+    # Followed by the handler, closed by the approver, archived by the analyst.
+    act(cg, "follow_up")
+    assert cg.inner_text("#case-state") == "跟踪中"
+    boss.goto(case_url)
+    act(boss, "close")
+    assert boss.inner_text("#case-state") == "已办结"
+    ana.goto(case_url)
+    act(ana, "archive")
+    assert ana.inner_text("#case-state") == "已归档"
+    assert ana.locator("form[data-action]").count() == 0  # nothing left to do
+    history = ana.inner_text("#history")
     for who in ("ana", "boss", "cg"):
         assert who in history

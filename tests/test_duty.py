@@ -527,15 +527,8 @@ def test_api_and_page(web) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/duty", params={"from": "10/05"}).status_code == 422
 
 
-def test_page_files_a_report_and_shows_the_error_in_place(web) -> None:  # type: ignore[no-untyped-def]
+def test_page_files_a_report_and_shows_the_error_in_place(web, browser) -> None:  # type: ignore[no-untyped-def]
     """In a real Chromium: the form's error comes from the API's JSON, content stays inert."""
-    import shutil
-
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.fail("Chromium is missing: run `make test`, which installs it")
     client, _settings = web
     zhang = client.post("/api/v1/people", json={"username": "zhangsan", "display_name": "张三"})
     r = client.post(
@@ -545,31 +538,23 @@ def test_page_files_a_report_and_shows_the_error_in_place(web) -> None:  # type:
     )  # fmt: skip
     assert r.status_code == 201
     yesterday = (datetime.now(SH).date() - timedelta(days=1)).isoformat()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
-        )
-        page = signed_in_page(browser, client)
-        page.goto(str(client.base_url) + "/duty")
-        assert "张三" in page.inner_text("#on-duty")
-        page.fill("input[name=on_date]", yesterday)
-        page.click("#report-form button[type=submit]")
-        page.wait_for_selector("#report-error")
-        assert "at least one item" in page.inner_text("#report-error")
-        page.fill(
-            "textarea[name=items]", '县医院投诉帖<img src=x onerror="window.__xss=1">\n食堂帖'
-        )
-        page.fill("textarea[name=handover]", "继续关注县医院")
-        page.select_option("select[name=user_id]", str(zhang.json()["id"]))
-        page.click("#report-form button[type=submit]")
-        page.wait_for_selector("#report-ok")
-        page.wait_for_selector("#handover .post")  # the page reloads with the new report
-        handover = page.inner_text("#handover")
-        assert (
-            "县医院投诉帖<img" in handover and "继续关注县医院" in handover and "张三" in handover
-        )
-        assert page.evaluate("window.__xss") is None
-        browser.close()
+    page = signed_in_page(browser, client)
+    page.goto(str(client.base_url) + "/duty")
+    assert "张三" in page.inner_text("#on-duty")
+    page.fill("input[name=on_date]", yesterday)
+    page.click("#report-form button[type=submit]")
+    page.wait_for_selector("#report-error")
+    assert "at least one item" in page.inner_text("#report-error")
+    page.fill("textarea[name=items]", '县医院投诉帖<img src=x onerror="window.__xss=1">\n食堂帖')
+    page.fill("textarea[name=handover]", "继续关注县医院")
+    page.select_option("select[name=user_id]", str(zhang.json()["id"]))
+    page.click("#report-form button[type=submit]")
+    page.wait_for_selector("#report-ok")
+    page.wait_for_selector("#handover .post")  # the page reloads with the new report
+    handover = page.inner_text("#handover")
+    assert "县医院投诉帖<img" in handover and "继续关注县医院" in handover and "张三" in handover
+    assert page.evaluate("window.__xss") is None
+    page.context.close()
     engine = make_engine(_settings.database_url)
     with engine.connect() as conn:
         report = duty.get_report(conn, 1, yesterday)

@@ -294,7 +294,8 @@ def test_page_updates_live_shows_wall_mode_and_keeps_titles_inert(web, browser) 
         "echarts.getInstanceByDom(document.getElementById('ov-hourly')).getOption()"
         ".series.map((s) => s.data[23])"
     )
-    assert last_hour == [2, 0]
+    negative = client.get("/api/v1/overview").json()["hourly"]["negative"][23]
+    assert last_hour == [2, negative]
     assert page.locator("#ov-hourly svg path").count() > 0
     assert page.evaluate("window.__xss") is None
     assert page.locator("#ov-events img, #ov-alerts img").count() == 0

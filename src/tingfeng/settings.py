@@ -257,6 +257,52 @@ class Settings(BaseSettings):
     login_lock_minutes: int = Field(
         15, description="How long an account stays locked after too many wrong passwords."
     )
+    pseudonymize_authors_at_ingest: bool = Field(
+        False,
+        description="Store new posts with their author's byline already replaced by its keyed "
+        "pseudonym (作者-…; see docs/privacy.md). Older posts: the pseudonymisation policy on "
+        "the administration page.",
+    )
+    report_office: str = Field(
+        "网络舆情管理办公室",
+        description="The issuing office printed in the header of reports (报告的发文单位).",
+    )
+    report_templates_dir: Path | None = Field(
+        None,
+        description="A directory of report templates (daily.html, periodic.html, quarterly.html, "
+        "special.html, zero.html, base.html) that replace the built-in ones of the same name.",
+    )
+    reports_dir: Path | None = Field(
+        None, description="Where generated reports are kept; default: reports/ in the data dir."
+    )
+    report_schedule: str = Field(
+        "",
+        description="Reports made and sent by the clock, comma-separated KIND@HH:MM in local time "
+        "(daily@08:00, weekly@08:30 on Mondays, monthly@09:00 on the 1st); empty: none.",
+    )
+    report_format: str = Field(
+        "docx", pattern="^(docx|pdf|html|xlsx)$", description="Format of scheduled reports."
+    )
+    report_email: str = Field(
+        "", description="Addresses scheduled reports are e-mailed to (comma-separated)."
+    )
+    report_channels: str = Field(
+        "",
+        description="Warning channels (ids or names, comma-separated) told when a scheduled "
+        "report is ready, with its download link.",
+    )
+    report_llm_url: str = Field(
+        "",
+        description="Optional language-model summaries in reports: the base URL of an "
+        "OpenAI-compatible API (e.g. http://127.0.0.1:8080/v1); empty: extractive summaries only.",
+    )
+    report_llm_model: str = Field("", description="The model name sent to report_llm_url.")
+    report_llm_api_key: str = Field(
+        "", description="Bearer key for report_llm_url, if it wants one."
+    )
+    report_llm_timeout_s: float = Field(
+        60.0, description="Seconds a summary from the language model may take."
+    )
     log_level: str = Field("INFO", description="Logging level.")
 
     @field_validator("fetch_allowed_networks", mode="before")

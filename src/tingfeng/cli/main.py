@@ -954,6 +954,10 @@ from tingfeng.cli import events as _events  # noqa: E402, F401
 
 # Registers `evidence` (取证: WARC + screenshot capture, listing, hash verification).
 from tingfeng.cli import evidence as _evidence  # noqa: E402, F401
+from tingfeng.cli import privacy as _privacy  # noqa: E402, F401
+
+# Registers `report` (日报告表, 周报, 月报, 季通报, 专报, 零报告 as DOCX, PDF, HTML, XLSX).
+from tingfeng.cli import reports as _reports  # noqa: E402, F401
 from tingfeng.cli import topics as _topics  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover

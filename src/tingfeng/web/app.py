@@ -262,7 +262,7 @@ def create_app(
 
     from tingfeng.web.topics_events import register as register_topics_events
 
-    register_topics_events(app, rt.engine, templates)
+    register_topics_events(app, rt.engine, templates, settings)
 
     from tingfeng.web.duty import register as register_duty
 

@@ -46,9 +46,22 @@ from tingfeng.office.people import (
 from tingfeng.settings import Settings
 from tingfeng.web import local_formatter
 from tingfeng.web.guard import require_user
+from tingfeng.web.i18n import N_
 
 T = TypeVar("T")
 Ref = int | str  # an id, or a name (shift name, user name)
+
+# The roster speaks Chinese (tingfeng.alerts.duty: weekdays, holidays, duty roles); the page
+# prints these through _(), so they are marked here for the English catalogue.
+WEEKDAYS = (N_("周一"), N_("周二"), N_("周三"), N_("周四"), N_("周五"), N_("周六"), N_("周日"))
+HOLIDAYS = (
+    N_("元旦"), N_("春节"), N_("清明节"), N_("劳动节"), N_("端午节"), N_("国庆节"), N_("中秋节"),
+    N_("抗战胜利纪念日"),
+)  # fmt: skip
+DUTY_ROLE_LABELS = {"A": N_("主班"), "B": N_("副班")}
+# A filed report in the handover notes, and in the roster's report column.
+REPORT_KINDS = {"zero": N_("零报告"), "notable": N_("值班报告")}
+REPORT_STATES = {"zero": N_("零报告"), "notable": N_("已报")}
 
 
 class ShiftIn(BaseModel):
@@ -322,7 +335,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
             missing = missing_reports(conn, at, tz, settings.duty_report_grace_minutes)
             return {
                 "now": now_view(conn, at),
-                "days": roster(conn, first, 7, tz),
+                "days": [_with_adjusted(day) for day in roster(conn, first, 7, tz)],
                 "shifts": [s for s in list_shifts(conn) if s["active"]],
                 "people": [u for u in people if u.active],
                 "missing": [
@@ -340,12 +353,20 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
                 "first": first.isoformat(),
                 "at": at.strftime("%Y-%m-%d %H:%M"),
                 "day_kinds": DAY_KINDS,
-                "duty_roles": DUTY_ROLES,
+                "duty_roles": {role: DUTY_ROLE_LABELS.get(role, role) for role in DUTY_ROLES},
+                "report_kinds": REPORT_KINDS,
+                "report_states": REPORT_STATES,
                 "roles": ROLES,
                 "preselect": _preselect(context["now"], context["missing"], today),
                 "local": local,
             },
         )
+
+
+def _with_adjusted(day: dict[str, Any]) -> dict[str, Any]:
+    """Marks a weekend day turned into a working day (调休), which the roster tags apart."""
+    weekend = date.fromisoformat(day["date"]).weekday() >= 5
+    return {**day, "adjusted": bool(day["workday"] and weekend and not day["holiday"])}
 
 
 def _preselect(now: dict[str, Any], missing: list[dict[str, Any]], today: date) -> dict[str, Any]:

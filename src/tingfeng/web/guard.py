@@ -91,17 +91,69 @@ WRITE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/cases/{case_ref}/replies"): STAFF,
     ("POST", "/replies/{reply_id}/{step}"): STAFF,
     # --- sources ---
+    # A test fetch reaches out to the network (through the guarded fetcher): office staff only.
+    ("POST", "/api/v1/sources"): _OFFICE,
+    ("POST", "/api/v1/sources/preview"): _OFFICE,
+    ("PATCH", "/api/v1/sources/{source_id}"): _OFFICE,
+    ("POST", "/api/v1/sources/{source_id}/hot"): _OFFICE,
+    ("POST", "/api/v1/sources/{source_id}/fetch"): _OFFICE,
+    ("POST", "/api/v1/sources/{source_id}/token"): _OFFICE,
     # --- end sources ---
     # --- search ---
     # --- end search ---
     # --- topics and events ---
     # --- end topics and events ---
     # --- alerts ---
+    # The settings pages' forms: rules as the rules API, channels and escalation admin only.
+    ("POST", "/alerts/rules"): _OFFICE,
+    ("POST", "/alerts/rules/{rule_id}"): _OFFICE,
+    ("POST", "/alerts/rules/{rule_id}/enabled"): _OFFICE,
+    ("POST", "/alerts/rules/{rule_id}/delete"): _OFFICE,
+    ("POST", "/alerts/channels"): frozenset({"admin"}),
+    ("POST", "/alerts/channels/{channel_id}/delete"): frozenset({"admin"}),
+    ("POST", "/alerts/escalation/{level}"): frozenset({"admin"}),
     # --- end alerts ---
     # --- cases and board ---
+    # The case page's task and progress forms (the services check role and department).
+    ("POST", "/cases/{case_ref}/tasks"): STAFF,
+    ("POST", "/cases/{case_ref}/tasks/{task_id}/done"): STAFF,
+    ("POST", "/cases/{case_ref}/progress"): STAFF,
+    # The board's office page: marking a message, and opening a case from it.
+    ("POST", "/board/office/{message_id}/status"): _LEAD,
+    ("POST", "/board/office/{message_id}/case"): _LEAD,
     # --- end cases and board ---
     # --- administration and duty ---
+    # Administration (系统管理) is the administrator's alone, pages and API alike.
+    ("POST", "/admin/users"): frozenset({"admin"}),
+    ("POST", "/admin/users/{user_id}"): frozenset({"admin"}),
+    ("POST", "/admin/users/{user_id}/password"): frozenset({"admin"}),
+    ("POST", "/admin/users/{user_id}/unlock"): frozenset({"admin"}),
+    ("POST", "/admin/users/{user_id}/disable"): frozenset({"admin"}),
+    ("POST", "/admin/users/{user_id}/enable"): frozenset({"admin"}),
+    ("POST", "/admin/departments"): frozenset({"admin"}),
+    ("POST", "/admin/categories"): frozenset({"admin"}),
+    ("POST", "/admin/categories/{slug}"): frozenset({"admin"}),
+    ("POST", "/admin/categories/{slug}/remove"): frozenset({"admin"}),
+    ("POST", "/admin/privacy"): frozenset({"admin"}),
+    ("POST", "/admin/privacy/apply"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/users"): frozenset({"admin"}),
+    ("PATCH", "/api/v1/admin/users/{user_id}"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/users/{user_id}/password"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/users/{user_id}/unlock"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/departments"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/categories"): frozenset({"admin"}),
+    ("PUT", "/api/v1/admin/categories/{slug}"): frozenset({"admin"}),
+    ("DELETE", "/api/v1/admin/categories/{slug}"): frozenset({"admin"}),
+    ("PUT", "/api/v1/admin/privacy"): frozenset({"admin"}),
+    # Changes nothing, but counts over every post: the administrator's too.
+    ("POST", "/api/v1/admin/privacy/dry-run"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/privacy/apply"): frozenset({"admin"}),
     # --- end administration and duty ---
+    # --- reports ---
+    # Making a report (the page's form and the API): analysts, approvers, administrators.
+    ("POST", "/api/v1/reports"): _LEAD,
+    ("POST", "/reports"): _LEAD,
+    # --- end reports ---
 }
 # Reading that not every role may do.
 READ_ROLES: dict[tuple[str, str], frozenset[str]] = {
@@ -117,8 +169,20 @@ READ_ROLES: dict[tuple[str, str], frozenset[str]] = {
     # --- alerts ---
     # --- end alerts ---
     # --- cases and board ---
+    # The board's office page shows the messages with their contact details, as the API.
+    ("GET", "/board/office"): _LEAD,
     # --- end cases and board ---
     # --- administration and duty ---
+    # Accounts' details, lock state and the privacy policy: the administrator only.
+    ("GET", "/admin"): frozenset({"admin"}),
+    ("GET", "/admin/users"): frozenset({"admin"}),
+    ("GET", "/admin/departments"): frozenset({"admin"}),
+    ("GET", "/admin/categories"): frozenset({"admin"}),
+    ("GET", "/admin/privacy"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/users"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/departments"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/categories"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/privacy"): frozenset({"admin"}),
     # --- end administration and duty ---
 }
 
