@@ -276,7 +276,7 @@ def test_a_case_from_an_event_to_a_published_reply_in_the_browser(web, browser) 
     act(cg, "follow_up")
     assert cg.inner_text("#case-state") == "跟踪中"
     boss.goto(case_url)
-    act(boss, "close")
+    act(boss, "close", result="垃圾已清运，小区居民认可")
     assert boss.inner_text("#case-state") == "已办结"
     ana.goto(case_url)
     act(ana, "archive")

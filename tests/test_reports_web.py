@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -74,6 +75,6 @@ def test_page_form_makes_a_report_to_download(web, browser) -> None:  # type: ig
         row.locator("a").first.click()
     download = download_info.value
     assert download.suggested_filename.endswith(".xlsx")
-    wb = load_workbook(download.path())
+    wb = load_workbook(io.BytesIO(download.path().read_bytes()))
     assert wb.sheetnames[0] == "概况" and "趋势" in wb.sheetnames
     page.context.close()
