@@ -78,3 +78,33 @@ def test_page_form_makes_a_report_to_download(web, browser) -> None:  # type: ig
     wb = load_workbook(io.BytesIO(download.path().read_bytes()))
     assert wb.sheetnames[0] == "概况" and "趋势" in wb.sheetnames
     page.context.close()
+
+
+def test_schedule_set_on_the_page_drives_the_clock(web) -> None:  # type: ignore[no-untyped-def]
+    from tingfeng.db.engine import make_engine
+    from tingfeng.reports.schedule import run_schedule
+
+    client, settings = web
+    assert client.get("/api/v1/reports/schedule").json()["source"] == "settings"
+    bad = client.put("/api/v1/reports/schedule", json={"report_schedule": "daily@25:00"})
+    assert bad.status_code == 422 and "KIND@HH:MM" in bad.json()["error"]
+    ok = client.put(
+        "/api/v1/reports/schedule", json={"report_schedule": "daily@00:00", "report_format": "html"}
+    )
+    assert ok.status_code == 200, ok.text
+    shown = client.get("/api/v1/reports/schedule").json()
+    assert shown["report_schedule"] == "daily@00:00" and shown["source"] == "page"
+    assert 'value="daily@00:00"' in client.get("/reports").text
+    add_person(settings, "ana", "analyst")
+    with httpx.Client(base_url=str(client.base_url)) as other:
+        sign_in(other, "ana")
+        refused = other.put("/api/v1/reports/schedule", json={"report_schedule": ""})
+        assert refused.status_code == 403
+    # The settings file has no schedule: the page's is the one the clock follows.
+    assert not settings.report_schedule.strip()
+    engine = make_engine(settings.database_url)
+    made = run_schedule(engine, settings, datetime.now(UTC))
+    engine.dispose()
+    assert [m.record["format"] for m in made] == ["html"]
+    listed = client.get("/api/v1/reports").json()["items"]
+    assert listed[0]["created_by"] == "schedule"

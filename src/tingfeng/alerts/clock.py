@@ -270,8 +270,6 @@ def privacy_pass(conn: Connection, ctx: AlertContext, now: datetime) -> TickResu
 def scheduled_reports(engine: Engine, ctx: AlertContext, now: datetime) -> None:
     """Reports due by `report_schedule`, made and sent (tingfeng.reports.schedule). Outside the
     steps' transaction: making a report reads and writes in transactions of its own."""
-    if not ctx.settings.report_schedule.strip():
-        return
     from tingfeng.reports.schedule import run_schedule
 
     try:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from tingfeng.db.models import Report
 from tingfeng.reports.common import default_day, period_of
@@ -51,6 +51,47 @@ def parse_schedule(text: str) -> list[Slot]:
             )
         slots.append(Slot(m.group(1), int(m.group(2)), int(m.group(3))))
     return slots
+
+
+# The schedule set on the reports page (an administrator's), stored in the key-value table;
+# it replaces the four settings below while it exists.
+STATE = "reports.schedule"
+FIELDS = ("report_schedule", "report_format", "report_email", "report_channels")
+
+
+def stored_schedule(conn: Connection) -> dict[str, str] | None:
+    from tingfeng.db.models import DetectorState
+
+    row = conn.execute(select(DetectorState.state).where(DetectorState.name == STATE)).scalar()
+    return {k: str(row.get(k) or "") for k in FIELDS} if isinstance(row, dict) else None
+
+
+def in_force(conn: Connection, settings: Settings) -> Settings:
+    """The settings with the page's schedule, when one was saved there."""
+    stored = stored_schedule(conn)
+    return settings.model_copy(update=stored) if stored else settings
+
+
+def save_schedule(conn: Connection, actor: Any, values: dict[str, str]) -> dict[str, str]:
+    """Check and keep the schedule (ReportError says what is wrong); logged in the audit."""
+    from sqlalchemy import insert, update
+
+    from tingfeng import audit
+    from tingfeng.db.models import DetectorState
+    from tingfeng.reports.common import FORMATS
+
+    clean = {k: str(values.get(k) or "").strip() for k in FIELDS}
+    parse_schedule(clean["report_schedule"])
+    if clean["report_format"] not in FORMATS:
+        raise ReportError(f"report_format: use one of {', '.join(FORMATS)}")
+    now = datetime.now(UTC)
+    done = conn.execute(
+        update(DetectorState).where(DetectorState.name == STATE).values(state=clean, updated_at=now)
+    ).rowcount
+    if not done:
+        conn.execute(insert(DetectorState).values(name=STATE, state=clean, updated_at=now))
+    audit.record(conn, actor, "settings.report_schedule", "reports", clean)
+    return clean
 
 
 def _today_is(kind: str, local: datetime) -> bool:
@@ -90,6 +131,8 @@ def due(engine: Engine, settings: Settings, now: datetime) -> list[tuple[str, An
 
 def run_schedule(engine: Engine, settings: Settings, now: datetime) -> list[Made]:
     """Make, store and deliver the reports that are due; a failing one does not stop the rest."""
+    with engine.connect() as conn:
+        settings = in_force(conn, settings)
     if not settings.report_schedule.strip():
         return []
     from tingfeng.reports.delivery import deliver

@@ -150,6 +150,8 @@ WRITE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/admin/privacy/apply"): frozenset({"admin"}),
     # --- end administration and duty ---
     # --- reports ---
+    ("POST", "/reports/schedule"): frozenset({"admin"}),
+    ("PUT", "/api/v1/reports/schedule"): frozenset({"admin"}),
     # Making a report (the page's form and the API): analysts, approvers, administrators.
     ("POST", "/api/v1/reports"): _LEAD,
     ("POST", "/reports"): _LEAD,

@@ -14,6 +14,8 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 
 from tingfeng.reports.common import FORMATS, KINDS
+from tingfeng.reports.schedule import FIELDS as SCHEDULE_FIELDS
+from tingfeng.reports.schedule import in_force, save_schedule, stored_schedule
 from tingfeng.reports.service import (
     MEDIA_TYPES,
     ReportError,
@@ -112,6 +114,49 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         name = f"{row.title or row.kind}-{row.number}.{row.format}".replace("/", "-")
         return FileResponse(path, media_type=MEDIA_TYPES.get(row.format), filename=name)
 
+    @app.get("/api/v1/reports/schedule")
+    def api_schedule() -> dict[str, Any]:
+        """The schedule in force, and whether it was set on the page or comes from the settings."""
+        with engine.connect() as conn:
+            stored = stored_schedule(conn)
+            current = in_force(conn, settings)
+        return {k: getattr(current, k) for k in SCHEDULE_FIELDS} | {
+            "source": "page" if stored else "settings"}  # fmt: skip
+
+    @app.put("/api/v1/reports/schedule")
+    async def api_set_schedule(request: Request) -> dict[str, Any]:
+        """Set the schedule: {"report_schedule": "daily@08:00, weekly@08:30", "report_format",
+        "report_email", "report_channels"} (administrators)."""
+        try:
+            body = await request.json()
+        except ValueError:
+            raise HTTPException(400, "the body must be JSON") from None
+        if not isinstance(body, dict):
+            raise HTTPException(400, 'the body must be a JSON object: {"report_schedule": …}')
+        return _save_schedule(request, body) | {"source": "page"}
+
+    def _save_schedule(request: Request, values: dict[str, Any]) -> dict[str, str]:
+        from tingfeng.db.engine import write_transaction
+
+        values = {k: values.get(k, getattr(settings, k)) for k in SCHEDULE_FIELDS}
+        try:
+            with write_transaction(engine) as conn:
+                return save_schedule(conn, require_user(request), values)
+        except ReportError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    @app.post("/reports/schedule", response_model=None)
+    async def schedule_form(request: Request) -> Response:
+        form = await request.form()
+        try:
+            _save_schedule(request, {k: str(form.get(k) or "") for k in SCHEDULE_FIELDS})
+        except HTTPException as exc:
+            return templates.TemplateResponse(
+                request, "error.html", {"message": exc.detail, "back": "/reports"},
+                status_code=exc.status_code,
+            )  # fmt: skip
+        return RedirectResponse("/reports?scheduled=1#schedule", status_code=303)
+
     @app.get("/reports", response_class=HTMLResponse)
     def reports_page(
         request: Request, made: int | None = None, page: int = Query(1, ge=1)
@@ -120,6 +165,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         per = 50
         with engine.connect() as conn:
             items, total = list_reports(conn, limit=per, offset=(page - 1) * per)
+            schedule = in_force(conn, settings)
         for r in items:
             r["created_local"] = local(r["created_at"])
         yesterday = datetime.now(UTC).astimezone(local_zone(settings)).date() - timedelta(days=1)
@@ -130,6 +176,8 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
                 "items": items, "total": total, "page": page, "pages": max(1, -(-total // per)),
                 "made": made, "kinds": KIND_LABELS, "formats": FORMAT_LABELS,
                 "yesterday": yesterday.isoformat(),
+                "schedule": {k: getattr(schedule, k) for k in SCHEDULE_FIELDS},
+                "scheduled": request.query_params.get("scheduled") == "1",
             },
         )  # fmt: skip
 
