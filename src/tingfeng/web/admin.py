@@ -26,6 +26,7 @@ from tingfeng.settings import Settings
 from tingfeng.web import local_formatter
 from tingfeng.web.guard import require_user
 from tingfeng.web.i18n import N_
+from tingfeng.web.labels import ROLE_ZH
 
 T = TypeVar("T")
 
@@ -35,14 +36,7 @@ TABS: list[tuple[str, str]] = [
     ("/admin/categories", N_("热点分类")),
     ("/admin/privacy", N_("数据保留与作者化名")),
 ]
-ROLE_LABELS: dict[str, str] = {
-    "admin": N_("管理员"),
-    "approver": N_("领导"),
-    "handler": N_("经办人"),
-    "analyst": N_("监测员"),
-    "liaison": N_("联络员"),
-    "viewer": N_("只读"),
-}
+ROLE_LABELS = ROLE_ZH
 # What a redirect after a change says (?ok=…); anything else in the URL is ignored.
 NOTICES: dict[str, str] = {
     "added": N_("已添加。"),

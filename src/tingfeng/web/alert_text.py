@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select
 from tingfeng.alerts.service import masked_url
 from tingfeng.db.models import Channel, Department, Source, Topic, User
 from tingfeng.web.i18n import N_, current_language, gettext
-from tingfeng.web.labels import EMOTION_ZH, LEVEL_ZH, POLARITY_ZH
+from tingfeng.web.labels import EMOTION_ZH, LEVEL_ZH, POLARITY_ZH, ROLE_ZH
 
 STATUS_ZH = {"open": N_("待确认"), "acknowledged": N_("已确认")}
 DELIVERY_ZH = {
@@ -80,14 +80,6 @@ TIER_ZH = {
     "forum": N_("论坛社区"),
     "individual": N_("个人账号"),
     "other": N_("其他"),
-}
-ROLE_ZH = {
-    "admin": N_("管理员"),
-    "approver": N_("领导"),
-    "handler": N_("经办人"),
-    "analyst": N_("监测员"),
-    "liaison": N_("联络员"),
-    "viewer": N_("只读"),
 }
 DUTY_ROLE_ZH = {"A": N_("主班"), "B": N_("副班")}
 TRIGGER_ZH = {
@@ -338,6 +330,7 @@ def step_text(step: dict[str, Any], names: Names) -> str:
 
 
 # --- channels ---------------------------------------------------------------------------------
+
 
 def channel_kind(row: dict[str, Any]) -> str:
     """The kind a person would call it: email, webhook, dingtalk, wecom… or apprise."""

@@ -35,13 +35,9 @@ from tingfeng.settings import Settings
 from tingfeng.web import local_formatter
 from tingfeng.web.guard import require_user, roles_for
 from tingfeng.web.i18n import N_, gettext
+from tingfeng.web.labels import LEVEL_ZH, ROLE_ZH
 
-LEVELS = {
-    "general": N_("一般"),
-    "serious": N_("较大"),
-    "major": N_("重大"),
-    "critical": N_("特大"),
-}
+LEVELS = LEVEL_ZH
 COLUMN_LABELS = {
     "intake": N_("新建·待研判"),
     "approval": N_("待审批"),
@@ -51,14 +47,7 @@ COLUMN_LABELS = {
     "closed": N_("近 30 天办结"),
 }
 VIEW_LABELS = {"scope": N_("我可见的全部"), "department": N_("本单位"), "mine": N_("我的")}
-ROLE_LABELS = {
-    "admin": N_("管理员"),
-    "approver": N_("领导"),
-    "handler": N_("经办人"),
-    "analyst": N_("监测员"),
-    "liaison": N_("联络员"),
-    "viewer": N_("只读"),
-}
+ROLE_LABELS = ROLE_ZH
 # The history's entries that are not state changes, and opening.
 HISTORY_LABELS = {"open": N_("登记"), "progress": N_("进展")} | {
     name: a.label for name, a in ACTIONS.items()

@@ -24,6 +24,14 @@ EMOTION_ZH = {
     "surprise": N_("惊奇"),
     "unknown": N_("未知"),
 }
+ROLE_ZH = {
+    "admin": N_("管理员"),
+    "approver": N_("领导"),
+    "handler": N_("经办人"),
+    "analyst": N_("监测员"),
+    "liaison": N_("联络员"),
+    "viewer": N_("只读"),
+}
 LEVEL_ZH = {
     "general": N_("一般"),
     "serious": N_("较大"),

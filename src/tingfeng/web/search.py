@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from sqlalchemy import Connection, select
 
+from tingfeng.cases.evidence import CATEGORY_LABELS as EVIDENCE_LABELS
 from tingfeng.db.models import Source, Topic
 from tingfeng.ingest.readings import current_taxonomy, readings_of
 from tingfeng.search import export as exporting
@@ -50,15 +51,6 @@ JOINED_LABELS = {
     "duplicate": N_("重复并入"),
     "content": N_("内容相近并入"),
     "manual": N_("人工并入"),
-}
-# tingfeng.cases.evidence.CATEGORY_LABELS, marked for the catalogue.
-EVIDENCE_LABELS = {
-    "post": N_("原帖"),
-    "repost": N_("转发"),
-    "comment": N_("评论"),
-    "reply": N_("回应"),
-    "media": N_("媒体报道"),
-    "other": N_("其他"),
 }
 EXPORT_HEADERS = {
     "id": N_("编号"),
