@@ -5,12 +5,10 @@ from __future__ import annotations
 import httpx
 from playwright.sync_api import expect
 
-from tests.conftest import push_source, signed_in_page
+from tests.conftest import push_source, screenshot, signed_in_page
 
 
-def test_live_page_shows_pushed_posts_without_reload_and_never_runs_them(
-    web, browser, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+def test_live_page_shows_pushed_posts_without_reload_and_never_runs_them(web, browser) -> None:  # type: ignore[no-untyped-def]
     client, settings = web
     sid, token = push_source(settings)
     page = signed_in_page(browser, client)  # type: ignore[attr-defined]
@@ -33,7 +31,10 @@ def test_live_page_shows_pushed_posts_without_reload_and_never_runs_them(
     expect(page.locator("#counter")).to_contain_text("本页新到 2 条")
     assert page.evaluate("window.__xss") is None
     assert page.locator("#feed img").count() == 0
-    page.screenshot(path=str(tmp_path / "live.png"))
+    screenshot(page, "live")
+    # Each post links to its detail page.
+    page.locator("#feed a[href^='/posts/']").first.click()
+    expect(page.locator("#post-title")).to_be_visible()
 
     page.goto(str(client.base_url) + "/search?q=漏雨")
     assert page.inner_text("mark") == "漏雨"
