@@ -177,7 +177,8 @@ def test_topic_and_event_api(web, tmp_path: Path) -> None:  # type: ignore[no-un
     changed = client.patch(f"/api/v1/topics/{tid}", json={"exclusions": ["广告"]}).json()
     assert changed["version"] == 2
     assert client.get("/api/v1/topics/999").status_code == 404
-    assert client.get("/api/v1/events").json() == {"events": []}
+    assert client.get("/api/v1/events").json() == {
+        "events": [], "total": 0, "limit": 30, "offset": 0}  # fmt: skip
     assert client.get("/api/v1/events?level=huge").status_code == 422
     assert client.get("/topics").status_code == 200 and "医疗" in client.get("/topics").text
     assert client.get("/events").status_code == 200

@@ -157,8 +157,9 @@ def make_event(client: httpx.Client, settings: Any) -> tuple[int, dict[str, int]
             for key, parent, minutes, author in tree
         ],
     )  # fmt: skip
-    events = client.get("/api/v1/events").json()["events"]
-    assert len(events) == 1, events
+    listed = client.get("/api/v1/events").json()
+    events = listed["events"]
+    assert len(events) == 1 and listed["total"] == 1, listed
     eid = events[0]["id"]
     posts = client.get(f"/api/v1/events/{eid}/posts").json()["posts"]
     assert len(posts) == len(tree)

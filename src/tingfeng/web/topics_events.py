@@ -222,10 +222,10 @@ def register(
         f = EventFilter(level, status, topic_id, _aware(since), _aware(until))
         with engine.connect() as conn:
             try:
-                events, _total = find_events(conn, f, sort=sort, limit=limit, offset=offset)
+                events, total = find_events(conn, f, sort=sort, limit=limit, offset=offset)
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from exc
-        return {"events": events}
+        return {"events": events, "total": total, "limit": limit, "offset": offset}
 
     @app.get("/api/v1/events/{event_id}")
     def api_event(event_id: int) -> dict[str, Any]:
