@@ -18,8 +18,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, case, exists, func, select, text
 
 from tingfeng.db.models import Event, EventPost, Source, TopicMatch, as_utc
+from tingfeng.events.profile import spread_nodes
 from tingfeng.events.service import _levels, _summary
-from tingfeng.events.spread import SpreadNode, spread_path
+from tingfeng.events.spread import spread_path
 
 SORTS = ("heat", "level", "recent", "posts")
 STATUSES = ("open", "merged", "all")
@@ -143,22 +144,8 @@ def spread_tree(
     if root is None:
         return None
     rows = _event_post_rows(conn, event_id)
-    members = {r[0] for r in rows}
     authors = {r[0]: r[2] for r in rows}
-    nodes: list[SpreadNode] = []
-    root_time = None
-    for pid, parent, author, published in rows:
-        if pid == root:
-            root_time = as_utc(published)
-        elif parent is not None:
-            nodes.append(
-                SpreadNode(
-                    key=pid,
-                    parent=parent if parent in members and parent != root else None,
-                    author=author,
-                    time=as_utc(published),
-                )
-            )
+    nodes, root_time = spread_nodes(rows, root)
     if not nodes:
         return None
     spread = spread_path(root, nodes, root_time=root_time, max_edges=max(max_nodes - 1, 0))

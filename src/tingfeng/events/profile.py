@@ -216,25 +216,31 @@ def _spread(conn: Connection, event_id: int, root: int | None) -> dict[str, Any]
         ),
         {"e": event_id, "n": MAX_SPREAD_NODES},
     ).all()
+    nodes, root_time = spread_nodes(rows, root)
+    if not nodes:
+        return None
+    return spread_path(root, nodes, root_time=root_time).to_dict()
+
+
+def spread_nodes(rows: Any, root: int) -> tuple[list[SpreadNode], datetime | None]:
+    """The repost links among an event's posts, rows of (id, reposts_of_id, author,
+    published_at), and the root's time. A post whose parent is outside the event hangs
+    under the root; posts that joined by content, not by a repost link, are not in the tree."""
     members = {r[0] for r in rows}
     nodes, root_time = [], None
     for pid, parent, author, published in rows:
         if pid == root:
             root_time = as_utc(published)
-            continue
-        if parent is None:
-            continue  # joined by content, not by a repost link: not part of the tree
-        nodes.append(
-            SpreadNode(
-                key=pid,
-                parent=parent if parent in members and parent != root else None,
-                author=author,
-                time=as_utc(published),
+        elif parent is not None:
+            nodes.append(
+                SpreadNode(
+                    key=pid,
+                    parent=parent if parent in members and parent != root else None,
+                    author=author,
+                    time=as_utc(published),
+                )
             )
-        )
-    if not nodes:
-        return None
-    return spread_path(root, nodes, root_time=root_time).to_dict()
+    return nodes, root_time
 
 
 def build_profile(conn: Connection, event_id: int) -> dict[str, Any]:
