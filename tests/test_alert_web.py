@@ -166,6 +166,7 @@ def test_pages_show_the_alert_and_why_it_fired_with_collected_text_escaped(site:
     page = client.get(f"/alerts/{subway['id']}").text
     assert 'id="post-link" href="https://weibo.example/0"' in page
     assert f'id="event-link" href="/events/{subway["event_id"]}"' in page
+    assert subway["post_id"] and f'id="post-detail" href="/posts/{subway["post_id"]}"' in page
     assert f"<dt>命中方案</dt><dd>地铁运营（{topic['id']}）</dd>" in page
 
 
