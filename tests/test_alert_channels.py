@@ -8,7 +8,6 @@ import email
 import hashlib
 import hmac
 import json
-import socket
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
@@ -17,6 +16,7 @@ from urllib.parse import parse_qs
 import pytest
 from aiosmtpd.controller import Controller
 
+from tests.conftest import _free_port as free_port
 from tests.loopback import LoopbackServer, Reply
 from tingfeng.alerts.channels import (
     KINDS,
@@ -82,12 +82,6 @@ class Mailbox:
         parsed = email.message_from_bytes(envelope.content, policy=policy.default)
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

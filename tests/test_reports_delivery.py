@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import json
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import policy
@@ -16,6 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import insert, select
 
+from tests.conftest import _free_port as free_port
 from tests.loopback import LoopbackServer, Reply
 from tingfeng.alerts.clock import tick
 from tingfeng.alerts.engine import AlertContext
@@ -39,12 +39,6 @@ class Mailbox:
         parsed = email.message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append((list(envelope.rcpt_tos), parsed))
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

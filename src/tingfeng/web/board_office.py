@@ -39,6 +39,7 @@ from tingfeng.settings import Settings
 from tingfeng.web import local_formatter
 from tingfeng.web.guard import require_user, roles_for
 from tingfeng.web.i18n import N_, gettext
+from tingfeng.web.labels import LEVEL_ZH
 
 PER_PAGE = 50
 STATUS_PATH = "/board/office/{message_id}/status"
@@ -52,12 +53,7 @@ HISTORY_LABELS = {
 }
 # What the office may set by hand, as the buttons say it.
 MARK_LABELS = {"spam": N_("标为垃圾信息"), "closed": N_("无需答复，办结"), "new": N_("退回待处理")}
-LEVELS = {
-    "general": N_("一般"),
-    "serious": N_("较大"),
-    "major": N_("重大"),
-    "critical": N_("特大"),
-}
+LEVELS = LEVEL_ZH
 
 
 def _message_detail(conn: Connection, message_id: int) -> dict[str, Any] | None:

@@ -36,14 +36,10 @@ from tingfeng.topics.store import TopicError, get_topic, list_topics, topic_vers
 from tingfeng.web import local_formatter
 from tingfeng.web.guard import require_user, roles_for
 from tingfeng.web.i18n import N_, current_language, gettext
+from tingfeng.web.labels import LEVEL_ZH
 
 LEVELS = ("general", "serious", "major", "critical")
-LEVEL_LABELS = {
-    "general": N_("一般"),
-    "serious": N_("较大"),
-    "major": N_("重大"),
-    "critical": N_("特大"),
-}
+LEVEL_LABELS = LEVEL_ZH
 STATUS_LABELS = {"open": N_("进行中"), "merged": N_("已合并"), "all": N_("全部")}
 SORT_LABELS = {
     "heat": N_("按热度"),
