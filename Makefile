@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PY_SOURCES := src tests bench scripts
 PYTEST_ARGS ?=
 
-.PHONY: i18n all install install-system install-python install-web test lint format demo run bench clean train
+.PHONY: audit reliability i18n all install install-system install-python install-web test lint format demo run bench clean train
 
 all: lint test  ## bare `make`: lint, then the whole test suite
 
@@ -24,8 +24,9 @@ install-python:
 install-web:
 	@bash scripts/install-web.sh
 
-test: install  ## install everything, lint, run the whole test suite
+test: install  ## install everything, lint, audit the dependencies, run the whole test suite
 	$(BIN)/ruff check $(PY_SOURCES)
+	bash scripts/audit-deps.sh
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: install-python
@@ -46,6 +47,12 @@ i18n: install-python  ## extract the pages' strings into the English catalogue, 
 
 bench: install
 	$(BIN)/python -m bench
+
+audit: install-python  ## known vulnerabilities in the installed packages (pip-audit, PyPI data)
+	bash scripts/audit-deps.sh
+
+reliability: install  ## run the scale-out, fault and attack tests; rewrite docs/reliability.md
+	$(BIN)/python scripts/reliability.py
 
 train: install-python  ## retrain the built-in models from ../shared/data and rewrite the model card
 	$(BIN)/tingfeng train

@@ -18,6 +18,11 @@
    against a naive fixed-ratio detector. 7. Spread (`bench/spread.py`): CED repost trees.
 8. Alerts (`bench/alerts.py`): push → webhook latency p50/p95/p99, lost and duplicated, at
    100 and 1,000 posts/s, against the same pipeline with the sender only polling.
+10. Scale-out (`bench/scaleout.py`): the CED file queued on Redis and drained by 1 and 2 worker
+   processes, on PostgreSQL and on SQLite; the speed-up of two workers over one.
+9. Load (`bench/load.py`, not part of `all`: about 5 min): 50 signed-in users on the pages and
+   the API while posts are pushed at 1,000/s, against the same users with no ingest;
+   `python -m bench load --help` for its options.
 
 Prints a table, writes JSON to bench/results/, records the machine.
 """
@@ -200,15 +205,32 @@ def _p95(values: list[float]) -> float:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["load"]:  # its own options (bench/load.py)
+        from bench import load
+
+        return load.main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
         "what",
         nargs="?",
-        choices=("all", "ingest", "analysis", "topics", "events", "spikes", "spread", "alerts"),
+        choices=(
+            "all",
+            "ingest",
+            "analysis",
+            "topics",
+            "events",
+            "spikes",
+            "spread",
+            "alerts",
+            "scaleout",
+            "load",
+        ),
         default="all",
         help="ingest (with search, which reads the ingested database), analysis, topics "
         "(matching throughput), events (grouping quality and speed), spikes (CrisisLexT26), "
-        "spread (CED repost trees), alerts (push to webhook latency), or all (default)",
+        "spread (CED repost trees), alerts (push to webhook latency), load (50 users on the "
+        "pages and API while posts arrive; `load --help` for its options; not in all), or all "
+        "(default)",
     )
     parser.add_argument("--ced", type=Path, default=DEFAULT_CED, help="CED cascades file")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data directory")
@@ -249,7 +271,7 @@ def main() -> int:
         )
         analysis.print_table(result)
         _write(args.out, "analysis", result, latest=False)
-    for name in ("topics", "events", "spikes", "spread", "alerts"):
+    for name in ("topics", "events", "spikes", "spread", "alerts", "scaleout"):
         if args.what in ("all", name):
             _run_module(name, args)
     return 0

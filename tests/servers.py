@@ -483,6 +483,27 @@ class RedisServer(_Server):
         self.start()
 
 
+class PersistentRedisServer(RedisServer):
+    """Redis as a deployment should run it for the work queue: every write in the append-only
+    file and synced (`appendonly yes`, `appendfsync always`), so queued tasks survive a restart
+    and even a kill -9 of the server (the fault tests restart it under load)."""
+
+    def _spawn(self, port: int) -> subprocess.Popen:
+        args = [
+            self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no",
+            "--dir", str(self.dir), "--logfile", "", "--protected-mode", "yes",
+            "--loglevel", "warning",
+        ]  # fmt: skip
+        in_main = threading.current_thread() is threading.main_thread()
+        with self.logfile.open("ab") as log:
+            return subprocess.Popen(
+                args, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent if in_main else None,
+            )  # fmt: skip
+
+
 # --- reaping servers of runs that were killed outright -------------------------------------
 
 

@@ -43,13 +43,23 @@ def make_consumer(queue: Queue, workers: int) -> Any:
 
     # Threads, not processes: tasks wait on the network and the database, and threads share
     # one Ingestor (and its near-duplicate memory) per process.
+    # SIGTERM (systemd's stop) is graceful: the tasks in hand finish first.
     return Consumer(
         queue.huey,
         workers=max(1, workers),
         worker_type="thread",
         periodic=False,
         check_worker_health=True,
+        graceful_signal="TERM",
     )
+
+
+def start_keeper(queue: Queue) -> Any:
+    """The heartbeat and recovery of lost tasks, where the queue is on Redis."""
+    from tingfeng.queue_recovery import Keeper, ReliableRedisStorage
+
+    storage = queue.huey.storage
+    return Keeper(storage).start() if isinstance(storage, ReliableRedisStorage) else None
 
 
 def start_alerts(queue: Queue, *, clock: bool, dispatcher: bool) -> list[Any]:
@@ -77,6 +87,7 @@ def run_worker(queue: Queue, workers: int) -> None:
     from huey.consumer import ConsumerStopped
 
     (dispatcher,) = start_alerts(queue, clock=False, dispatcher=True)
+    keeper = start_keeper(queue)
     consumer = make_consumer(queue, workers)
     consumer.start()  # installs Huey's signal handlers; ours go in front of them
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -98,6 +109,8 @@ def run_worker(queue: Queue, workers: int) -> None:
                 break
     finally:
         dispatcher.stop()
+        if keeper is not None:
+            keeper.stop()
 
 
 def run_role(settings: Settings, role: str) -> None:
@@ -121,9 +134,10 @@ def run_role(settings: Settings, role: str) -> None:
 
     from tingfeng.web.app import create_app
 
-    consumer = loop = None
+    consumer = loop = keeper = None
     alerts: list[Any] = []
     if role == "all":
+        keeper = start_keeper(queue)
         consumer = make_consumer(queue, settings.workers)
         consumer.start()
         loop = make_scheduler(queue)
@@ -131,7 +145,12 @@ def run_role(settings: Settings, role: str) -> None:
         alerts = start_alerts(queue, clock=True, dispatcher=True)
     app = create_app(settings, queue=queue)
     try:
-        uvicorn.run(app, host=settings.web_host, port=settings.web_port, log_level="warning")
+        extra: dict[str, Any] = {}
+        if settings.log_format == "json":
+            extra["log_config"] = None  # keep our JSON handler; uvicorn's would print text
+        uvicorn.run(
+            app, host=settings.web_host, port=settings.web_port, log_level="warning", **extra
+        )
     finally:
         if loop is not None:
             loop.stop()
@@ -139,4 +158,6 @@ def run_role(settings: Settings, role: str) -> None:
             part.stop()  # the sender finishes and records the messages in flight
         if consumer is not None:
             consumer.stop(graceful=True)
+        if keeper is not None:
+            keeper.stop()
         queue.runtime.close()

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     scheduler_tick_s: float = Field(
         1.0, description="How often the scheduler looks for sources that are due, in seconds."
     )
+    worker_alive_s: int = Field(
+        20,
+        ge=3,
+        description="Scale-out: a worker silent this long (seconds) is taken for dead, and the "
+        "queued tasks it held are put back for the others.",
+    )
     fetch_user_agent: str = Field(
         "Tingfeng/0.1 (+public-opinion monitoring; respects robots.txt)",
         description="User-Agent sent with every request; also the name matched in robots.txt.",
@@ -304,12 +310,63 @@ class Settings(BaseSettings):
         60.0, description="Seconds a summary from the language model may take."
     )
     log_level: str = Field("INFO", description="Logging level.")
+    log_format: str = Field(
+        "text",
+        pattern="^(text|json)$",
+        description="text (for people), or json: one JSON object per line with time, level, "
+        "logger, message, process role and pid (for a log collector).",
+    )
+    metrics_token: str = Field(
+        "",
+        description="Bearer token Prometheus sends to read /metrics from anywhere "
+        "(`Authorization: Bearer …`); empty: only metrics_networks and signed-in "
+        "administrators may read it.",
+    )
+    metrics_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Addresses that may read /metrics without a token when they connect "
+        "directly (a request forwarded by a proxy needs the token).",
+    )
+    disk_free_min_mb: int = Field(
+        500,
+        ge=0,
+        description="Free space under which /readyz reports the disk of the data directory (and "
+        "of the SQLite database) as full, in MB.",
+    )
+    clock_skew_max_s: float = Field(
+        30.0,
+        gt=0,
+        description="Difference between this machine's clock and the database's beyond which "
+        "/readyz reports the clock as wrong, in seconds.",
+    )
+    readiness_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="How long /readyz waits for the database's write lock and for the queue "
+        "before reporting them as locked or unreachable, in seconds (an ingest batch holds "
+        "SQLite's write lock for a second or two).",
+    )
 
-    @field_validator("fetch_allowed_networks", mode="before")
+    @field_validator("fetch_allowed_networks", "metrics_networks", mode="before")
     @classmethod
     def _split_networks(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("metrics_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{network!r} is not a network: write it as an address or ADDRESS/BITS, "
+                    'e.g. "10.0.0.0/8"'
+                ) from exc
         return value
 
     @classmethod

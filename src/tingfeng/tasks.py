@@ -2,7 +2,8 @@
 
 Embedded: a SQLite queue file in the data directory, consumed by threads of the `serve`
 process; tasks survive a restart in the file. Scale-out: Redis, consumed by any number of
-`tingfeng serve --role worker` processes. Only the configuration differs.
+`tingfeng serve --role worker` processes, with the tasks a dying worker held put back
+(tingfeng.queue_recovery). Only the configuration differs.
 
 Tasks are registered on a Huey instance built by `build_queue`, not at import time, so the
 settings decide the backend and nothing happens on import.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, SqliteHuey
 
 from tingfeng.collect.fetcher import Fetcher
 from tingfeng.collect.items import ItemError, RawItem
@@ -96,7 +97,16 @@ def build_queue(settings: Settings, runtime: Runtime | None = None) -> Queue:
                 f"Unsupported queue URL {settings.queue_url!r}: use redis://HOST:PORT/DB, "
                 "or leave it empty for the embedded queue."
             )
-        huey: Huey = RedisHuey("tingfeng", url=settings.queue_url, results=False)
+        from tingfeng.queue_recovery import ReliableHuey, ReliableRedisStorage
+
+        # Tasks a dying worker held come back (tingfeng.queue_recovery).
+        huey: Huey = ReliableHuey(
+            "tingfeng",
+            storage_class=ReliableRedisStorage,
+            url=settings.queue_url,
+            results=False,
+            alive_ttl_s=settings.worker_alive_s,
+        )
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         huey = SqliteHuey("tingfeng", filename=str(settings.queue_file), results=False)

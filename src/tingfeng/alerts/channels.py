@@ -37,9 +37,10 @@ from apprise.plugins.slack import NotifySlack
 from apprise.plugins.telegram import NotifyTelegram
 from apprise.plugins.wecombot import NotifyWeComBot
 
+from tingfeng.alerts.connect_guard import guarded_connections
 from tingfeng.alerts.messages import Message
 from tingfeng.collect.fetcher import _GuardedBackend, _GuardedTransport
-from tingfeng.collect.ssrf import FetchError, check_url, parse_networks
+from tingfeng.collect.ssrf import BlockedAddressError, FetchError, check_url, parse_networks
 from tingfeng.problems import ProblemsError
 from tingfeng.settings import Settings
 
@@ -676,16 +677,24 @@ def _send_apprise(channel: ChannelSpec, message: Message, settings: Settings) ->
         body = _without_heading(body, message.subject)
     else:
         title = ""  # the service has no title: the body already starts with the subject
+    allowed = parse_networks(settings.fetch_allowed_networks)
     with _apprise_log() as captured:
         try:
-            ok = plugin.notify(
-                body=body,
-                title=title,
-                notify_type=_NOTIFY_TYPES.get(message.level, apprise.NotifyType.INFO),
-                body_format=apprise.NotifyFormat.MARKDOWN
-                if markdown
-                else apprise.NotifyFormat.TEXT,
+            # The host of a URL such as ntfy://HOST is checked again as apprise connects.
+            with guarded_connections(allowed):
+                ok = plugin.notify(
+                    body=body,
+                    title=title,
+                    notify_type=_NOTIFY_TYPES.get(message.level, apprise.NotifyType.INFO),
+                    body_format=apprise.NotifyFormat.MARKDOWN
+                    if markdown
+                    else apprise.NotifyFormat.TEXT,
+                )
+        except BlockedAddressError as exc:
+            text = exc.message.replace("refused to fetch", "refused to send to").replace(
+                "if this source is meant to reach it", "if this channel is meant to reach it"
             )
+            raise ChannelError(text, permanent=True) from None
         except Exception as exc:  # plugins raise on bad content; the dispatcher wants one type
             captured.lines.append(f"{type(exc).__name__}: {exc}")
             ok = False
@@ -695,6 +704,14 @@ def _send_apprise(channel: ChannelSpec, message: Message, settings: Settings) ->
     status = _status_in(reason)
     permanent = status is not None and 400 <= status < 500 and status not in RETRY_STATUSES
     service = getattr(plugin, "service_name", None) or _scheme(channel.target)
+    if status is not None and 300 <= status < 400:
+        # Redirects are not followed (plugin.redirects is off for endpoints): repeating the
+        # same request gets the same answer.
+        raise ChannelError(
+            f"{service} answered with a redirect ({status}), which is not followed; set the "
+            "channel's endpoint to the final address.",
+            permanent=True,
+        )
     raise ChannelError(
         f"{service} did not take the message ({reason[:300]})"
         + ("; check the channel's URL and token." if permanent else "; will try again."),

@@ -129,8 +129,9 @@ def to_xlsx(rows: list[dict[str, Any]], title: str = "舆情台账") -> bytes:
 
 
 def _cell(value: Any) -> Any:
-    # A collected title is untrusted: a leading = + - @ would run as a formula in Excel.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+    # A collected title is untrusted: a leading = + - @ (or a tab or CR before
+    # one) would run as a formula in Excel.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
 

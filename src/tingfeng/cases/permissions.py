@@ -91,12 +91,13 @@ def require_action(conn: Connection, person: Person, case: Any, name: str) -> No
     """TransitionError/PermissionDenied unless `person` may take action `name` on `case` now."""
     if not person.active:
         raise PermissionDenied(f"{person.username} is not active.")
-    check(name, case.state, person.role)
+    # Scope first: someone outside the case's department learns nothing of its state.
     if not scope_of(conn, person).covers(case):
         raise PermissionDenied(
             f"{person.username} ({person.role}) may not act on case {case.number}: it belongs "
             "to a department outside theirs."
         )
+    check(name, case.state, person.role)
 
 
 def require_work(conn: Connection, person: Person, case: Any, what: str) -> None:

@@ -547,6 +547,45 @@ def case_ledger(
     print_table([labels[k] for k in keys], [[str(r[k])[:24] for k in keys] for r in rows])
 
 
+@case_app.command("export")
+def case_export(
+    ctx: typer.Context,
+    case: Annotated[str, typer.Argument(help="Case id or number (2026-0001).")],
+    out: Annotated[Path, typer.Option("--out", help="The zip to write (case-2026-0001.zip).")],
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Export as this user: their department scope, and the audit log only "
+            "if their role may read it (default: everything).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Everything about a case in one zip: case.json, posts with readings, audit entries,
+    evidence files, a readable case.html and SHA-256 checksums (recorded in the audit log)."""
+    from tingfeng.cases.export import export_to_file
+    from tingfeng.cli.main import engine_of, refusals
+    from tingfeng.web.guard import roles_for
+
+    if out.is_dir():
+        fail(f"{out} is a directory: give the name of the zip to write.")
+    engine = engine_of(ctx)
+    with refusals():
+        person = in_read(ctx, lambda c: _actor(c, actor)) if actor else None
+        audit_ok = person is None or person.role in roles_for("GET", "/api/v1/audit")
+        summary = export_to_file(engine, settings_of(ctx), person, case, out, with_audit=audit_ok)
+    if as_json:
+        _dump(summary)
+        return
+    typer.echo(
+        f"case {summary['case']} exported to {summary['path']}: {summary['posts']} posts, "
+        f"{summary['evidence_files']} evidence files, "
+        + (f"{summary['audit_entries']} audit entries" if audit_ok else "no audit entries")
+        + f"; SHA-256 {summary['sha256']}"
+    )
+
+
 # --- audit -----------------------------------------------------------------------------------
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -136,6 +135,9 @@ def main(
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")
     ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="text, or json (one object per line).")
+    ] = None,
 ) -> None:
     import os
 
@@ -144,14 +146,14 @@ def main(
             fail(f"the configuration file {config} does not exist")
         os.environ["TINGFENG_CONFIG"] = str(config)
     try:
-        settings = load_settings(database_url=db, queue_url=queue, log_level=log_level)
+        settings = load_settings(
+            database_url=db, queue_url=queue, log_level=log_level, log_format=log_format
+        )
     except Exception as exc:
         fail(f"invalid configuration: {exc}")
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Migration chatter is noise on every command; warnings still show.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    from tingfeng.logs import configure
+
+    configure(settings.log_level, settings.log_format, role=ctx.invoked_subcommand)
     ctx.obj = {"settings": settings}
 
 
@@ -732,6 +734,7 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Worker threads (worker/all roles).")] = None,
 ) -> None:
     """Run the service: everything in one process, or one role of a scale-out deployment."""
+    from tingfeng import logs
     from tingfeng.service import ROLES, run_role
 
     if role not in ROLES:
@@ -745,8 +748,46 @@ def serve(
     if workers:
         updates["workers"] = workers
     settings = settings.model_copy(update=updates)
+    logs.set_role(role)
     _hint_first_user(engine_of(ctx))  # migrates before anything starts
     run_role(settings, role)
+
+
+@app.command()
+def launch(
+    ctx: typer.Context,
+    web: Annotated[int, typer.Option("--web", help="Web processes, on consecutive ports.")] = 2,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 2,
+    threads: Annotated[int, typer.Option("--threads", help="Threads per worker process.")] = 2,
+    host: Annotated[str | None, typer.Option(help="Listen address of the web processes.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port of the first web process.")] = None,
+) -> None:
+    """Scale-out on one machine: web, scheduler and worker processes, restarted if they die.
+
+    Needs a queue URL (Redis): the processes share work through it. Put a reverse proxy in
+    front of the web ports (docs/deployment.md)."""
+    from tingfeng.launcher import Launcher, plan
+
+    settings = settings_of(ctx)
+    if not settings.queue_url:
+        fail(
+            "launch runs separate processes, which share work through Redis: give --queue "
+            "redis://HOST:PORT/DB (or queue_url in tingfeng.toml); for one process use `serve`"
+        )
+    if web < 1 or workers < 1 or threads < 1:
+        fail("--web, --workers and --threads must be at least 1")
+    _hint_first_user(engine_of(ctx))  # migrates once, before any child starts
+    first = port or settings.web_port
+    children = plan(
+        settings, web=web, workers=workers, threads=threads,
+        host=host or settings.web_host, port=first,
+    )  # fmt: skip
+    typer.echo(
+        f"launching {web} web process(es) on ports {first}-{first + web - 1}, one scheduler and "
+        f"{workers} worker(s); Ctrl-C or SIGTERM stops them all",
+        err=True,
+    )
+    raise typer.Exit(Launcher(children).run())
 
 
 def _hint_first_user(engine: Any) -> None:
@@ -889,16 +930,42 @@ def bench_ingest(
     ctx: typer.Context,
     input: Annotated[Path, typer.Option("--input", help="CED cascades file (or any import file).")],
     limit: Annotated[int | None, typer.Option(help="Items to ingest at most.")] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option("--queue", help="Scale-out: a Redis URL; the file is drained by workers."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="With --queue: worker processes to start.")
+    ] = 1,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads", help="Threads per worker process (1: the processes are what is compared)."
+        ),
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Ingest a file end to end and report posts/s and peak memory."""
-    from tingfeng.ingest.bench import run_ingest_bench
+    """Ingest a file end to end and report posts/s and peak memory; with --queue, drained
+    by --workers worker processes (tingfeng serve --role worker) from Redis."""
+    from tingfeng.ingest.bench import run_ingest_bench, run_worker_bench
 
     settings = settings_of(ctx)
+    if queue:
+        settings = settings.model_copy(update={"queue_url": queue})
     if not input.exists():
         fail(f"{input} does not exist")
+    if workers < 1 or threads < 1:
+        fail("--workers and --threads must be at least 1")
     t0 = time.perf_counter()
-    result = run_ingest_bench(settings, engine_of(ctx), input, limit=limit)
+    if settings.queue_url:
+        try:
+            result = run_worker_bench(
+                settings, engine_of(ctx), input, workers=workers, threads=threads, limit=limit
+            )
+        except (ValueError, RuntimeError) as exc:
+            fail(str(exc))
+    else:
+        result = run_ingest_bench(settings, engine_of(ctx), input, limit=limit)
     result.setdefault("wall_seconds", round(time.perf_counter() - t0, 3))
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
@@ -939,6 +1006,7 @@ def bench_alerts(
 # Registers the analysis commands (eval, train, reanalyze, analyze, category) on `app`.
 from tingfeng.cli import alerts as _alerts  # noqa: E402, F401
 from tingfeng.cli import analysis as _analysis  # noqa: E402, F401
+from tingfeng.cli import backup as _backup  # noqa: E402, F401
 
 # Registers `case`, `user`, `department` and `audit` (cases, sign-in users, the audit log).
 from tingfeng.cli import cases as _cases  # noqa: E402, F401
@@ -954,6 +1022,12 @@ from tingfeng.cli import events as _events  # noqa: E402, F401
 
 # Registers `evidence` (取证: WARC + screenshot capture, listing, hash verification).
 from tingfeng.cli import evidence as _evidence  # noqa: E402, F401
+
+# A locked, read-only, full or unreachable database ends a command with a sentence.
+from tingfeng.cli import faults as _faults  # noqa: E402, F401
+
+# Registers `ready` (the readiness checks of /readyz, for machines without a web server).
+from tingfeng.cli import health as _health  # noqa: E402, F401
 from tingfeng.cli import privacy as _privacy  # noqa: E402, F401
 
 # Registers `report` (日报告表, 周报, 月报, 季通报, 专报, 零报告 as DOCX, PDF, HTML, XLSX).

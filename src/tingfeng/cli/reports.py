@@ -59,6 +59,11 @@ def report(
         )  # fmt: skip
     except ReportError as exc:
         fail(str(exc))
+    except OSError as exc:  # a full disk, a folder that may not be written
+        fail(
+            f"cannot write the report to {out}: {exc.strerror or exc}. {out} was not changed "
+            "(no half file); free space or choose another --out, then run the same command again"
+        )
     doc = made.document
     typer.echo(f"{doc.title}{doc.subtitle} {doc.number}: {out} ({made.record['bytes']} bytes)")
     if kind == "daily" and doc.data.get("quiet"):

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from tingfeng.db.engine import write_transaction
 from tingfeng.db.models import Source
@@ -62,6 +62,32 @@ def next_run(
     return now + timedelta(seconds=jitter(max(delay, interval), rng))
 
 
+def _after_the_clock_went_back(conn: Connection, now: datetime) -> None:
+    """Bring back within reach the times that only a clock that was ahead can have set.
+
+    No schedule puts a source's next run further ahead than its interval or the longest
+    backoff, nor a lease further than a run's lease. Further than that, the clock was ahead
+    and has been put right: without this, the source would wait as long as the clock was off.
+    """
+    from tingfeng.collect.runner import LEASE  # (runner imports this module)
+
+    longest_lease = LEASE + timedelta(minutes=1)
+    ahead = conn.execute(
+        select(Source.id, Source.interval_s, Source.next_fetch_at).where(
+            Source.next_fetch_at > now + timedelta(seconds=MAX_BACKOFF_S * 1.1 + 60)
+        )
+    ).all()
+    for sid, interval, at in ahead:
+        if at > now + timedelta(seconds=max(MAX_BACKOFF_S, interval) * 1.1 + 60):
+            conn.execute(update(Source).where(Source.id == sid).values(next_fetch_at=now))
+    # A lease is shortened, not dropped: a run may still hold the source.
+    conn.execute(
+        update(Source)
+        .where(Source.lease_until > now + longest_lease)
+        .values(lease_until=now + longest_lease)
+    )
+
+
 def claim_due(engine: Engine, now: datetime, limit: int = MAX_DUE_PER_TICK) -> list[int]:
     """Source ids due now; their next time is pushed ahead so a second tick does not re-pick them.
 
@@ -69,6 +95,7 @@ def claim_due(engine: Engine, now: datetime, limit: int = MAX_DUE_PER_TICK) -> l
     starts (a worker that dies), after which the source is simply due again.
     """
     with write_transaction(engine) as conn:
+        _after_the_clock_went_back(conn, now)
         rows = conn.execute(
             select(Source.id, Source.interval_s)
             .where(

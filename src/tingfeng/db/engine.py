@@ -18,13 +18,41 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
-        _configure_sqlite(engine)
+        # How long a writer waits for another one's lock before "database is locked":
+        # sqlite:///FILE?timeout=SECONDS, 30 by default.
+        try:
+            timeout_s = float(parsed.query.get("timeout", 30))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"timeout={parsed.query.get('timeout')!r} in the database URL is not a number "
+                "of seconds"
+            ) from None
+        # No bound on a file database's pool (its connections are cheap): the holder of the
+        # write lock may need a second connection (the topic stage reads beside the ingest's
+        # transaction), and with a bounded pool, requests waiting for that lock (sign-ins,
+        # pushes) held every connection until the busy timeout: a stall, then errors.
+        pool: dict[str, Any] = (
+            {"pool_size": 10, "max_overflow": -1} if database and database != ":memory:" else {}
+        )
+        engine = create_engine(url, echo=echo, connect_args={"timeout": timeout_s}, **pool)
+        _configure_sqlite(engine, timeout_s)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    _configure_postgresql(engine)
+    return engine
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "handle_error")
+    def _drop_read_only(context: Any) -> None:
+        # A connection made while the database was read-only (a standby after a failover,
+        # default_transaction_read_only) stays read-only for its life: on meeting one, renew
+        # every pooled connection, so that writes work again as soon as the database does.
+        if getattr(context.original_exception, "sqlstate", None) == "25006":
+            context.is_disconnect = True
+
+
+def _configure_sqlite(engine: Engine, timeout_s: float = 30.0) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin (see `_on_begin`).
@@ -33,7 +61,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         # NORMAL is safe in WAL mode: a power cut may lose the last commits, never corrupt.
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA cache_size=-65536")
         # Checkpoint every ~40 MB of WAL rather than every 4 MB: each checkpoint syncs the

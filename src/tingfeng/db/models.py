@@ -343,8 +343,26 @@ class EventPost(Base):
     event_id: Mapped[int] = mapped_column(BigId, ForeignKey("events.id", ondelete="CASCADE"))
     joined_by: Mapped[str] = mapped_column(String(16), default="content")
     joined_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    # The grouping journal: one number per batch grouped under the grouping lock, so another
+    # ingest process knows which memberships it has not seen yet (tingfeng.events.stream).
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
-    __table_args__ = (Index("ix_event_posts_event_id", "event_id", "post_id"),)
+    __table_args__ = (
+        Index("ix_event_posts_event_id", "event_id", "post_id"),
+        Index("ix_event_posts_seq", "seq"),
+    )
+
+
+class GroupingJournal(Base):
+    """One batch grouped by some ingest process: the order batches were grouped in, and the
+    hour its spike counts were flushed up to, so other processes can replay it (scale-out)."""
+
+    __tablename__ = "grouping_journal"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    spikes_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    process: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
 class EventDecision(Base):

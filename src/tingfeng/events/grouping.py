@@ -166,6 +166,21 @@ class EventGrouper:
             return
         self._join(event, item.key, self._vector(item), self._time_of(item))
 
+    def replay(self, item: GroupItem, event_id: int) -> None:
+        """Put a post where another grouper put it, with the side effects `add` had there (idle
+        events closed first; the event created if it was new), so that both keep one state.
+        For scale-out: each ingest process replays what the others grouped."""
+        if self.event_of(item.key) is not None:
+            return
+        when = self._time_of(item)
+        if when is not None:
+            self._close_idle(when)
+        vector = self._vector(item)
+        event_id = self._resolve(event_id)
+        if event_id not in self._events:
+            self._new_event(event_id)
+        self._join(self._events[event_id], item.key, vector, when)
+
     def event_of(self, key: Key) -> int | None:
         """Event of a post, or None if the grouper does not know it (or forgot it)."""
         event_id = self._event_of.get(key)
@@ -290,9 +305,10 @@ class EventGrouper:
             event_id = self._alias[event_id]
         return event_id
 
-    def _new_event(self) -> int:
-        event_id = self._next_id
-        self._next_id += 1
+    def _new_event(self, event_id: int | None = None) -> int:
+        if event_id is None:
+            event_id = self._next_id
+        self._next_id = max(self._next_id, event_id + 1)
         self._events[event_id] = _Event(event_id)
         self._open[event_id] = None
         self._activity[event_id] = None

@@ -11,9 +11,10 @@ The event stage runs in the ingest transaction, after the topic stage:
 - hourly volumes of every topic and every event go through the spike detector; spikes are
   stored once per series and hour.
 
-One grouper per process (like the near-duplicate memory): after a restart it is rebuilt from
-the stored members of recent events (`warm`). With several ingest processes each has its own
-memory; issue 9 moves it to shared state.
+One grouper per process: after a restart it is rebuilt from the stored members of recent
+events (`warm`). With several ingest processes (scale-out workers, or a `tingfeng ingest` beside
+`serve`) grouping is serialised by the grouping lock and each process first replays what the
+others grouped (tingfeng.events.journal), so the events are those one process would make.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from tingfeng.db.models import DetectorState, Event, EventPost, Post, SpikeRecord, utc_now
+from tingfeng.events import journal
 from tingfeng.events.grouping import EventGrouper, GroupingParams, GroupItem
+from tingfeng.events.journal import JournalRow, take_grouping_lock
 from tingfeng.events.spikes import Spike, SpikeDetector, SpikeParams
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,10 @@ class EventStage:
         self._saved_at = datetime.now(UTC)
         self._warmed = False
         self._decided = 0
+        self._seq = 0  # the last grouping-journal number this grouper has seen
+        self._open_seq: int | None = None  # this batch's entry, until its spikes are flushed
+        self._seq_writer: str | None = None
+        self.name = _process_name()
         self.touched: set[int] = set()
         self.last_new: dict[int, int] = {}
 
@@ -118,9 +125,12 @@ class EventStage:
         self._warmed = True
         from tingfeng.events.decisions import last_decision_id
 
+        self.grouper = EventGrouper(self.grouper.params, extractor=self.grouper.extractor)
         with self.engine.connect() as conn:
             # Decisions made before now are already in the stored event ids restored below.
             self._decided = last_decision_id(conn)
+            self._seq = journal.last_seq(conn)
+            self._seq_writer = journal.writer_of(conn, self._seq)
             state = conn.execute(
                 select(DetectorState.state).where(DetectorState.name == SPIKE_STATE)
             ).scalar()
@@ -165,6 +175,10 @@ class EventStage:
             self.grouper.restore(_item(post), event_id)
         return len(rows)
 
+    def forget(self) -> None:
+        """The batch being grouped was not stored: rebuild from the database before the next."""
+        self._warmed = False
+
     # -- the stage ---------------------------------------------------------------------------
 
     def group(
@@ -175,9 +189,18 @@ class EventStage:
     ) -> dict[int, int]:
         """Group the matched posts (and links to grouped ones); returns post id -> event id."""
         self.last_new: dict[int, int] = {}  # event id -> the post that started it, this batch
+        # Held to the end of the ingest transaction: one process groups at a time.
+        take_grouping_lock(conn)
         if not self._warmed:
             self.warm()
+        else:
+            self.catch_up(conn)
         self.apply_decisions(conn)
+        # This batch's journal entry, whether or not anything joins an event: its spike flush
+        # must be replayed by the other processes too.
+        self._seq, self._seq_writer = journal.last_seq(conn) + 1, self.name
+        journal.open_entry(conn, self._seq, self.name, utc_now())
+        self._open_seq = self._seq
         self._observe_topics(posts, matched)
         ordered = sorted(
             posts, key=lambda p: (p.published_at or datetime.min.replace(tzinfo=UTC), p.id)
@@ -194,6 +217,7 @@ class EventStage:
         out: dict[int, int] = {}
         rows = []
         now = utc_now()
+        seq = self._seq
         new_events: dict[int, StoredPost] = {}
         candidates: list[StoredPost] = []
         for post in ordered:
@@ -216,7 +240,13 @@ class EventStage:
                 joined = "content"
             out[post.id] = event_id
             rows.append(
-                {"post_id": post.id, "event_id": event_id, "joined_by": joined, "joined_at": now}
+                {
+                    "post_id": post.id,
+                    "event_id": event_id,
+                    "joined_by": joined,
+                    "joined_at": now,
+                    "seq": seq,
+                }
             )
         if not rows:
             return {}
@@ -247,6 +277,55 @@ class EventStage:
         self._observe_events(candidates, out)
         self.touched.update(out.values())
         return out
+
+    def catch_up(self, conn: Connection) -> int:
+        """Replay into this grouper what other processes grouped since it last looked.
+
+        Called with the grouping lock held, so nothing is added to the journal meanwhile.
+        Returns how many memberships were replayed."""
+        self._open_seq = None
+        newest = journal.last_seq(conn)
+        if newest < self._seq or (
+            self._seq and journal.writer_of(conn, self._seq) != self._seq_writer
+        ):
+            # The journal does not have what this grouper last saw: a batch it grouped was
+            # rolled back (and perhaps its number reused), or the database was restored.
+            # Start again from what is stored.
+            log.info("grouping journal at %s, behind this grouper (%s): rebuilding", newest,
+                     self._seq)  # fmt: skip
+            self.warm()
+            return 0
+        if newest == self._seq:
+            return 0
+        replayed = 0
+        while entries := journal.entries_since(conn, self._seq):
+            by_seq: dict[int, list[JournalRow]] = defaultdict(list)
+            for row in journal.rows_between(conn, entries[0][0], entries[-1][0]):
+                by_seq[row.seq].append(row)
+            for seq, until, writer in entries:
+                replayed += self._replay(by_seq.get(seq, []))
+                if until is not None:
+                    self.spikes.flush(until)  # the other process stored what came out
+                self._seq, self._seq_writer = seq, writer
+        return replayed
+
+    def _replay(self, rows: list[JournalRow]) -> int:
+        """One batch another process grouped, in the order it grouped them (see `group`)."""
+        rows.sort(key=lambda r: (r.published_at or datetime.min.replace(tzinfo=UTC), r.post_id))
+        topic_posts = [r for r in rows if r.topic_ids and r.published_at is not None]
+        for r in topic_posts:  # `group` counts the topics' posts first, then groups
+            for topic_id in r.topic_ids:
+                self.spikes.add_post(f"topic:{topic_id}", r.published_at)  # type: ignore[arg-type]
+        for r in rows:
+            post = StoredPost(
+                r.post_id, r.source_id, r.title, r.text, r.lang, r.published_at,
+                r.reposts_of_id, r.dup_group, r.keywords,
+            )  # fmt: skip
+            self.grouper.replay(_item(post), r.event_id)
+        for r in rows:
+            if r.published_at is not None:
+                self.spikes.add_post(f"event:{r.event_id}", r.published_at)
+        return len(rows)
 
     def _bump_events(
         self, conn: Connection, posts: Sequence[StoredPost], out: dict[int, int]
@@ -306,13 +385,17 @@ class EventStage:
                 self.spikes.add_post(f"event:{out[p.id]}", p.published_at)
 
     def flush_spikes(self, conn: Connection, until: datetime) -> list[Spike]:
-        """Store spikes of every hour completed before `until`; save baselines now and then."""
+        """Store spikes of every hour completed before `until`; save baselines now and then.
+
+        Returns the spikes stored now: with several processes replaying one another's posts,
+        another may have stored (and alerted on) the same hour already."""
         spikes = self.spikes.flush(until)
-        if spikes:
-            store_spikes(conn, spikes)
+        if self._open_seq is not None:
+            journal.note_flush(conn, self._open_seq, until)
+        new = store_spikes(conn, spikes) if spikes else []
         if (utc_now() - self._saved_at).total_seconds() >= self.save_every_s:
             self.save_state(conn)
-        return spikes
+        return new
 
     def save_state(self, conn: Connection) -> None:
         state = self.spikes.state()
@@ -333,9 +416,18 @@ class EventStage:
         self._saved_at = now
 
 
-def store_spikes(conn: Connection, spikes: Iterable[Spike]) -> int:
-    """Insert spikes not stored yet (one per series and hour); returns how many were new."""
-    new = 0
+def _process_name() -> str:
+    """Host, pid and a per-stage token: which grouper wrote a journal entry."""
+    import os
+    import secrets
+    import socket
+
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def store_spikes(conn: Connection, spikes: Iterable[Spike]) -> list[Spike]:
+    """Insert spikes not stored yet (one per series and hour); returns those that were new."""
+    new: list[Spike] = []
     now = utc_now()
     for s in spikes:
         exists = conn.execute(
@@ -355,5 +447,5 @@ def store_spikes(conn: Connection, spikes: Iterable[Spike]) -> int:
                 detected_at=now,
             )
         )
-        new += 1
+        new.append(s)
     return new

@@ -239,6 +239,8 @@ class Ingestor:
             prestripped=True,  # prepare() has stripped the texts already
         )
         self._warmed = near_duplicates is not None
+        # The newest post id the near-duplicate memory has seen, ours or another process's.
+        self._seen_post = 0
         # Topic matching and event grouping (tingfeng.topics, tingfeng.events), created lazily so
         # that a process with no topics pays nothing for them.
         self.topic_stage: Any = None
@@ -265,6 +267,8 @@ class Ingestor:
                 .limit(limit)
             ).all()
         from tingfeng.analyze.duplicates import strip_for_dedup
+
+        self._seen_post = rows[0][1] if rows else 0
 
         items = []
         for group, pid, title_norm, text_norm in reversed(rows):
@@ -389,7 +393,33 @@ class Ingestor:
 
     def _store(self, source: SourceRef, drafts: dict[str, Draft], stats: IngestStats) -> None:
         t0 = time.perf_counter()
+        if not self._warmed:
+            self.warm()
+        try:
+            self._store_in_transaction(source, drafts, stats, t0)
+        except Exception:
+            self._forget_unstored()
+            raise
+        if stats.deliveries and self.settings.outbox_wake:
+            from tingfeng.alerts import outbox
+
+            outbox.notify()  # after the commit: the dispatcher of this process sends at once
+        self._refresh_events(stats)
+
+    def _forget_unstored(self) -> None:
+        """A batch's transaction failed: the memories hold posts that were never stored (and
+        whose ids SQLite will give to other posts). Rebuild them from the database."""
+        self.near.clear()
+        self._warmed = False
+        self._seen_post = 0
+        if self.event_stage is not None:
+            self.event_stage.forget()
+
+    def _store_in_transaction(
+        self, source: SourceRef, drafts: dict[str, Draft], stats: IngestStats, t0: float
+    ) -> None:
         with write_transaction(self.engine) as conn:
+            self._take_turn(conn)
             present = store.existing_uids(conn, list(drafts))
             stats.duplicates += len(present)
             new = [d for uid, d in drafts.items() if uid not in present]
@@ -399,6 +429,7 @@ class Ingestor:
             ids = store.allocate_ids(conn, len(new))
             for draft, pid in zip(new, ids, strict=True):
                 draft.row["id"] = pid
+            self._seen_post = max(self._seen_post, *ids)
             t1 = time.perf_counter()
             stats.add_stage("store", t1 - t0)
             self._assign_groups(conn, new, stats)
@@ -445,11 +476,48 @@ class Ingestor:
             stats.add_stage("store", t5 - t4)
             self._match_and_group(conn, [d for d in new if d.row["id"] in inserted], stats)
             stats.add_stage("topics", time.perf_counter() - t5)
-        if stats.deliveries and self.settings.outbox_wake:
-            from tingfeng.alerts import outbox
 
-            outbox.notify()  # after the commit: the dispatcher of this process sends at once
-        self._refresh_events(stats)
+    def _take_turn(self, conn) -> None:  # type: ignore[no-untyped-def]
+        """Share this process's memories with the other ingest processes (scale-out workers,
+        or `tingfeng ingest` beside `serve`) before storing a batch.
+
+        While topics are active, batches are stored one process at a time (the grouping lock,
+        held to the commit; on SQLite the write transaction is the lock already), so event
+        grouping and near-duplicate groups come out as one process would make them. The
+        analysis before (`prepare`) still runs in parallel. Then the near-duplicate memory
+        replays the posts the others stored since it last looked; the event stage does the
+        same with the grouping journal (tingfeng.events.journal)."""
+        if self.topic_stage is not None:
+            self.topic_stage.check()
+            if self.topic_stage.active:
+                from tingfeng.events.journal import take_grouping_lock
+
+                take_grouping_lock(conn)
+        if self._warmed:
+            self._near_catch_up(conn)
+
+    def _near_catch_up(self, conn) -> int:  # type: ignore[no-untyped-def]
+        """Feed the near-duplicate memory the posts other processes stored since it last
+        looked, through the same decisions it made for them (so its state is theirs)."""
+        from tingfeng.analyze.duplicates import strip_for_dedup
+
+        rows = conn.execute(
+            select(Post.id, Post.title_norm, Post.text_norm, Post.dup_kind)
+            .where(Post.id > self._seen_post)
+            .order_by(Post.id)
+        ).all()
+        if not rows:
+            return 0
+        self._seen_post = rows[-1][0]
+        items = []
+        for pid, title_norm, text_norm, kind in rows:
+            if kind == "exact":  # found by its hash in the database, never in the memory
+                continue
+            stripped = strip_for_dedup(f"{title_norm} {text_norm}" if title_norm else text_norm)
+            if len(stripped) >= self.settings.dedup_min_chars:
+                items.append((pid, stripped))
+        self.near.find_or_add_many(items)
+        return len(rows)
 
     def _match_and_group(self, conn, stored: list[Draft], stats: IngestStats) -> None:  # type: ignore[no-untyped-def]
         """Topic matches, event grouping and alert rules for the posts just stored (same

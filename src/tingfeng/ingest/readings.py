@@ -44,12 +44,26 @@ _COLUMNS = (
 _JSON = {"keywords", "entities", "regions", "categories", "problems"}
 
 
+# Validating a taxonomy normalises every keyword (about 0.1 s for the packaged one), and pages
+# that only show the categories' names ask for it on every request (the search page twice).
+# A Taxonomy is immutable, so the parsed one is kept, keyed by its content.
+_PARSED: dict[str, Taxonomy] = {}
+_PARSED_MAX = 8
+
+
 def current_taxonomy(conn: Connection) -> Taxonomy:
     """The newest saved taxonomy, or the packaged default when none was saved yet."""
     row = conn.execute(
         select(TaxonomyVersion.content).order_by(TaxonomyVersion.id.desc()).limit(1)
     ).first()
-    return Taxonomy.from_dict(row[0]) if row else Taxonomy.default()
+    key = json.dumps(row[0], ensure_ascii=False, sort_keys=True) if row else ""
+    taxonomy = _PARSED.get(key)
+    if taxonomy is None:
+        taxonomy = Taxonomy.from_dict(row[0]) if row else Taxonomy.default()
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = taxonomy
+    return taxonomy
 
 
 def taxonomy_version(conn: Connection) -> str | None:

@@ -10,7 +10,9 @@ not let anyone sign in. A session ends after `session_idle_minutes` without use 
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,10 +43,58 @@ class Session:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class PasswordCheck:
+    """A password checked against the stored hash before the sign-in's write transaction.
+
+    argon2 takes a deliberate fraction of a second of CPU: done inside the transaction, it held
+    SQLite's write lock, so that fifty people signing in at once queued behind each other's
+    hashing (and ingest behind them) past the busy timeout."""
+
+    password_hash: str | None
+    ok: bool
+
+
+# At most this many argon2 checks at once in a process: each already uses several cores, and
+# fifty at once (a shift signing in) only thrash the memory they each need; queued here, the
+# first are done sooner and the rest no later.
+_HASHING = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+
+
+def check_password_first(conn: Connection, username: str, password: str) -> PasswordCheck:
+    """Read-only: verify `password` for `sign_in(..., check=)` (the same time for a user name
+    that does not exist)."""
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    hasher = PasswordHasher()
+    row = conn.execute(
+        select(User.password_hash, User.active).where(User.username == (username or "").strip())
+    ).first()
+    with _HASHING:
+        if row is None or not row.active or not row.password_hash:
+            hasher.hash(password or "x")
+            return PasswordCheck(None, False)
+        try:
+            hasher.verify(row.password_hash, password or "")
+        except (VerificationError, InvalidHashError):
+            return PasswordCheck(row.password_hash, False)
+    return PasswordCheck(row.password_hash, True)
+
+
 def sign_in(
-    conn: Connection, settings: Settings, username: str, password: str, now: datetime
+    conn: Connection,
+    settings: Settings,
+    username: str,
+    password: str,
+    now: datetime,
+    *,
+    check: PasswordCheck | None = None,
 ) -> Session:
-    """Check the password and open a session; SignInError otherwise (and count the failure)."""
+    """Check the password and open a session; SignInError otherwise (and count the failure).
+
+    `check`: the password already verified by `check_password_first` outside this transaction;
+    it stands only while the stored hash is still the one it was checked against."""
     from argon2 import PasswordHasher
     from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -54,7 +104,8 @@ def sign_in(
     ).first()
     refused = SignInError("用户名或密码不正确 (wrong user name or password).")
     if row is None or not row.active or not row.password_hash:
-        hasher.hash(password or "x")  # the same time as a real check
+        if check is None:
+            hasher.hash(password or "x")  # the same time as a real check
         raise refused
     if row.locked_until is not None and row.locked_until > now:
         minutes = max(1, int((row.locked_until - now).total_seconds() // 60) + 1)
@@ -62,9 +113,14 @@ def sign_in(
             f"密码错误次数过多，账号已锁定，请 {minutes} 分钟后再试或联系管理员 "
             f"(locked after too many wrong passwords; try again in {minutes} minutes)."
         )
-    try:
-        hasher.verify(row.password_hash, password or "")
-    except (VerificationError, InvalidHashError):
+    if check is not None and check.password_hash == row.password_hash:
+        ok = check.ok
+    else:
+        try:
+            ok = hasher.verify(row.password_hash, password or "")
+        except (VerificationError, InvalidHashError):
+            ok = False
+    if not ok:
         failures = (row.failed_logins or 0) + 1
         values: dict[str, Any] = {"failed_logins": failures}
         if failures >= settings.login_max_failures:
@@ -76,7 +132,7 @@ def sign_in(
                          {"username": row.username, "minutes": settings.login_lock_minutes},
                          at=now)  # fmt: skip
         conn.execute(update(User).where(User.id == row.id).values(**values))
-        raise refused from None
+        raise refused
     conn.execute(update(User).where(User.id == row.id).values(failed_logins=0, locked_until=None))
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)

@@ -8,6 +8,7 @@ clock all go through it.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -113,6 +114,22 @@ def render(doc: Document, fmt: str, settings: Settings) -> bytes:
     return render_xlsx(doc)
 
 
+def write_whole(path: Path, content: bytes) -> None:
+    """Write the file so that a crash (kill -9, a full disk) leaves the whole file or none at
+    `path`, never half of it: written and synced beside it under a temporary name, then renamed
+    over it (a rename within a directory is atomic)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with partial.open("wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def reports_dir(settings: Settings) -> Path:
     return settings.reports_dir or settings.data_dir / "reports"
 
@@ -145,7 +162,7 @@ def generate(
         stamp = now.strftime("%Y%m%dT%H%M%S")
         out = folder / f"{kind}-{doc.period.replace(':', '-')}-{stamp}.{fmt}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(content)
+    write_whole(out, content)
     values = {
         "kind": kind,
         "period": doc.period,

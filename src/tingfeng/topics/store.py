@@ -81,7 +81,8 @@ def check_query(query: str) -> None:
     parse_query(query)
 
 
-def _clean_exclusions(exclusions: Iterable[str]) -> list[str]:
+def clean_exclusions(exclusions: Iterable[str]) -> list[str]:
+    """The exclusion phrases as saved (trimmed, unique); TopicError for one that cannot be matched."""
     out: list[str] = []
     for phrase in exclusions:
         phrase = phrase.strip()
@@ -170,7 +171,7 @@ def create_topic(
     if conn.execute(select(TopicRow.id).where(TopicRow.name == name)).first():
         raise TopicError(f"a topic named {name!r} exists already; choose another name")
     check_query(query)
-    excl = _clean_exclusions(exclusions)
+    excl = clean_exclusions(exclusions)
     sources = _check_sources(conn, source_ids)
     now = utc_now()
     topic_id = conn.execute(
@@ -240,7 +241,7 @@ def update_topic(
         check_query(query)
         values["query"] = query.strip()
     if exclusions is not None:
-        excl = _clean_exclusions(exclusions)
+        excl = clean_exclusions(exclusions)
         if tuple(excl) != topic.exclusions:
             values["exclusions"] = excl
     if source_ids is not False:

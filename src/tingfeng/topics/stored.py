@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, text
 
 from tingfeng.db.models import as_utc
-from tingfeng.search.query import MAX_TERMS
+from tingfeng.search.query import MAX_QUERY_CHARS, MAX_TERMS
 from tingfeng.search.service import SearchFilters, highlight, matching_ids
 from tingfeng.topics import Topic, TopicDoc, TopicMatcher, parse_query, required_literals
 
@@ -59,8 +59,12 @@ def _index_query(cnf: list[frozenset[str]]) -> str | None:
             parts.append(f"{lit}*" if _LATIN_ONLY.match(lit) and " " not in lit else f'"{lit}"')
         if not parts or used + len(parts) > MAX_TERMS:
             continue
+        clause_text = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+        # The search box takes MAX_QUERY_CHARS; leaving a clause out only widens the superset.
+        if len(" ".join([*clauses, clause_text])) > MAX_QUERY_CHARS:
+            continue
         used += len(parts)
-        clauses.append(parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")")
+        clauses.append(clause_text)
     return " ".join(clauses) if clauses else None
 
 

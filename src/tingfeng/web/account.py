@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from tingfeng.db.engine import write_transaction
 from tingfeng.office.people import OfficeError
-from tingfeng.office.signin import change_password, sign_in, sign_out
+from tingfeng.office.signin import change_password, check_password_first, sign_in, sign_out
 from tingfeng.settings import Settings
 from tingfeng.web.guard import SESSION_COOKIE, require_user
 
@@ -44,10 +44,15 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         next: str = Form("/"),
     ) -> Response:
         error = None
+        # The slow argon2 check first, outside the write transaction (see PasswordCheck).
+        with engine.connect() as conn:
+            check = check_password_first(conn, username, password)
         with write_transaction(engine) as conn:
             # Caught inside the transaction, so the failure count and a lock are kept.
             try:
-                session = sign_in(conn, settings, username, password, datetime.now(UTC))
+                session = sign_in(
+                    conn, settings, username, password, datetime.now(UTC), check=check
+                )
             except OfficeError as exc:
                 error = str(exc)
         if error is not None:

@@ -118,7 +118,9 @@ def create_app(
                 },
             }
             schema["security"] = [{"apiToken": []}, {"session": []}]
-            app.openapi_schema = schema
+            from tingfeng.web.openapi_errors import document_errors
+
+            app.openapi_schema = document_errors(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -141,15 +143,38 @@ def create_app(
     templates.env.filters["safe_url"] = safe_url
     templates.env.filters["clean_html"] = clean_html
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    # Starlette's own (a body that cannot be parsed, an unknown path) answer the same way.
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    from sqlalchemy.exc import DataError
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(_request: Request, _exc: Exception) -> JSONResponse:
+        # An id such as 10**30 passes the `int` of a route but not the database's integers
+        # (SQLite raises OverflowError, PostgreSQL a DataError): bad input, not a crash.
+        return JSONResponse(
+            {"error": "A number in the request is out of range, or a text holds a character "
+             "the database cannot store (NUL): check the values and try again."},
+            status_code=422,
+        )  # fmt: skip
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         with rt.engine.connect() as conn:
             conn.execute(select(1))
         return {"status": "ok", "version": __version__}
+
+    from tingfeng.web.health import register as register_health  # /livez /readyz /metrics
+
+    register_health(app, rt, settings)
+    from tingfeng.web.unavailable import register as register_unavailable  # 503: database fault
+
+    register_unavailable(app)
 
     @app.get("/api/v1/posts")
     def posts(

@@ -7,15 +7,19 @@ action goes through the same role and department checks as on the command line.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
+from starlette.background import BackgroundTask
 
 from tingfeng import audit
 from tingfeng.cases.detail import case_detail, list_cases
@@ -25,7 +29,8 @@ from tingfeng.cases.states import STATES
 from tingfeng.db.engine import write_transaction
 from tingfeng.problems import ProblemsError
 from tingfeng.settings import Settings
-from tingfeng.web.guard import require_user
+from tingfeng.web.guard import require_user, roles_for
+from tingfeng.web.openapi_errors import CSV, XLSX, downloads
 
 T = TypeVar("T")
 
@@ -124,7 +129,36 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         me = require_user(request)
         return read(lambda c: case_detail(c, me, case_ref))
 
-    @app.get("/api/v1/ledger")
+    @app.get(
+        "/api/v1/cases/{case_ref}/export",
+        response_class=FileResponse,
+        responses=downloads("application/zip"),
+    )
+    def api_case_export(request: Request, case_ref: str) -> FileResponse:
+        """Everything about the case as one zip (case.json, posts, audit entries, evidence
+        files, case.html, SHA-256 checksums), as the signed-in person may see it."""
+        from tingfeng.cases.export import export_to_file
+
+        me = require_user(request)
+        fd, name = tempfile.mkstemp(prefix="tingfeng-case-", suffix=".zip")
+        os.close(fd)
+        try:
+            summary = export_to_file(
+                engine, settings, me, case_ref, Path(name),
+                with_audit=me.role in roles_for("GET", "/api/v1/audit"),
+            )  # fmt: skip
+        except BaseException as exc:
+            os.unlink(name)
+            if isinstance(exc, ProblemsError):
+                raise HTTPException(_status(exc), str(exc)) from exc
+            raise
+        return FileResponse(
+            name, media_type="application/zip", filename=f"case-{summary['case']}.zip",
+            headers={"X-Content-SHA256": summary["sha256"]},
+            background=BackgroundTask(os.unlink, name),
+        )  # fmt: skip
+
+    @app.get("/api/v1/ledger", responses=downloads(CSV, XLSX))
     def api_ledger(
         request: Request, format: str = Query("json", pattern="^(json|csv|xlsx)$")
     ) -> Any:

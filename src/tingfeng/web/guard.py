@@ -32,6 +32,10 @@ EVERYONE = STAFF | {"viewer"}
 PUBLIC: frozenset[tuple[str, str]] = frozenset(
     {
         ("GET", "/healthz"),
+        # Probes and metrics (tingfeng.web.health): /metrics checks its own credentials.
+        ("GET", "/livez"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
         # The pages' front-end libraries (ECharts), for the login page and the board too.
         ("GET", "/static/vendor/{name}"),
         ("GET", "/login"),
@@ -173,6 +177,9 @@ READ_ROLES: dict[tuple[str, str], frozenset[str]] = {
     # --- cases and board ---
     # The board's office page shows the messages with their contact details, as the API.
     ("GET", "/board/office"): _LEAD,
+    # A case's export: whoever may read the case (the service checks the department and
+    # leaves the audit entries out for roles that may not read the audit log).
+    ("GET", "/api/v1/cases/{case_ref}/export"): EVERYONE,
     # --- end cases and board ---
     # --- administration and duty ---
     # Accounts' details, lock state and the privacy policy: the administrator only.

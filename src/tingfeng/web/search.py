@@ -29,6 +29,7 @@ from tingfeng.web import local_formatter
 from tingfeng.web.guard import roles_for
 from tingfeng.web.i18n import N_, current_language, gettext
 from tingfeng.web.labels import EMOTION_ZH, LEVEL_ZH, POLARITY_ZH
+from tingfeng.web.openapi_errors import CSV, XLSX, downloads
 from tingfeng.web.search_form import Searched, SearchRequest, error_at, split_values
 
 PAGE_SIZE = 20
@@ -270,7 +271,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
             ],
         }
 
-    @app.get("/api/v1/search/export", response_model=None)
+    @app.get("/api/v1/search/export", response_model=None, responses=downloads(CSV, XLSX))
     def api_search_export(
         req: Searched, format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv"
     ) -> Response:

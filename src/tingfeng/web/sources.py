@@ -320,7 +320,11 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
             raise HTTPException(422, exc.message) from exc
         return detail(source_id)
 
-    @app.post("/api/v1/sources/{source_id}/fetch", response_model=None)
+    @app.post(
+        "/api/v1/sources/{source_id}/fetch",
+        response_model=None,
+        responses={202: {"description": "Still fetching: the result will be in the fetch log."}},
+    )
     def api_fetch(source_id: int) -> dict[str, Any] | JSONResponse:
         """Fetch the source now and store what it yields. Answers with the run's outcome, or
         202 `{"running": true}` when it takes longer than FETCH_WAIT_S (see the fetch log)."""

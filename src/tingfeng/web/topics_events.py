@@ -26,6 +26,7 @@ from tingfeng.settings import Settings
 from tingfeng.topics import QuerySyntaxError
 from tingfeng.topics.store import (
     TopicError,
+    clean_exclusions,
     create_topic,
     delete_topic,
     get_topic,
@@ -186,13 +187,18 @@ def register(
         `diff.added` posts the draft matches and the saved version does not, `diff.removed` the
         reverse, both queries run over the same posts (the last `days` days, or all)."""
         since = datetime.now(UTC) - timedelta(days=body.days) if body.days else None
+        try:
+            # The phrases as saving would keep them: a blank one is dropped, not an error.
+            exclusions = clean_exclusions(body.exclusions)
+        except TopicError as exc:
+            raise HTTPException(422, str(exc)) from exc
         with engine.connect() as conn:
             try:
                 saved = get_topic(conn, body.topic_id) if body.topic_id is not None else None
                 out = preview(
                     conn,
                     body.query,
-                    exclusions=body.exclusions,
+                    exclusions=exclusions,
                     source_ids=body.source_ids,
                     since=since,
                     saved=saved,

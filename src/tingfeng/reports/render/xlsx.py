@@ -9,8 +9,9 @@ from tingfeng.reports.common import Document
 
 
 def _cell(value: Any) -> Any:
-    # Collected titles are untrusted: a leading = + - @ would run as a formula in Excel.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+    # Collected titles are untrusted: a leading = + - @ (or a tab or CR before one) would
+    # run as a formula in Excel.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
 
