@@ -215,19 +215,29 @@ def render(junit: dict[str, dict[str, Any]]) -> str:
 
 
 def _load_lines(load: dict[str, Any]) -> list[str]:
-    out = [f"At {load.get('when', '?')}; floor: p95 ≤ 300 ms, 0 errors, ingest rate held.", ""]
-    runs = load.get("runs") or [load]
-    out += ["| Run | Users | Ingest posts/s (target → held) | Requests | Errors | p95 pages ms "
-            "| p95 API ms |", "|---|---:|---|---:|---:|---:|---:|"]  # fmt: skip
-    for r in runs:
-        ingest = r.get("ingest") or {}
-        pages, api = r.get("pages") or {}, r.get("api") or {}
-        out.append(
-            f"| {r.get('name', '')} | {_n(r.get('users'))} "
-            f"| {_n(ingest.get('target'))} → {_n(ingest.get('stored_per_s'))} "
-            f"| {_n(r.get('requests'))} | {_n(r.get('errors'))} | {_n(pages.get('p95_ms'))} "
-            f"| {_n(api.get('p95_ms'))} |"
-        )
+    """bench/load.py's result: an ingest phase and a baseline phase without ingest."""
+    settings = load.get("settings", {})
+    out = [
+        f"{settings.get('users', '?')} signed-in users for {settings.get('seconds', '?')} s "
+        f"({settings.get('db', '?')}), at {load.get('when', '?')}; "
+        "floor: p95 ≤ 300 ms, 0 errors, ingest rate held (≥ 95% of the target).",
+        "",
+        "| Phase | Ingest target → stored posts/s | Kind | Requests | Errors | p50 ms | p95 ms "
+        "| p99 ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, phase in (load.get("phases") or {}).items():
+        target = settings.get("rate", "") if name == "ingest" else 0
+        for kind, k in (phase.get("by_kind") or {}).items():
+            out.append(
+                f"| {name} | {_n(target)} → {_n(phase.get('stored_per_s'))} | {kind} "
+                f"| {_n(k.get('requests'))} | {_n(k.get('errors'))} | {k.get('p50_ms')} "
+                f"| {k.get('p95_ms')} | {k.get('p99_ms')} |"
+            )
+    verdict = load.get("verdict")
+    if verdict:
+        out += ["", "Verdict: " + ", ".join(f"{k} {'met' if v else 'NOT met'}"
+                                         for k, v in verdict.items()) + "."]  # fmt: skip
     return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import add_person, sign_in
-from tingfeng.web.app import create_app
+from tests.test_signin import _concrete, _routes
 from tingfeng.web.guard import PUBLIC, SAFE, roles_for
 
 ROLES = ("approver", "handler", "analyst", "liaison", "viewer")
@@ -26,20 +26,6 @@ ROLES = ("approver", "handler", "analyst", "liaison", "viewer")
 OWN_SESSION = re.compile(r"^/(logout|account)|^/api/v1/(session|me|account)")
 ADMIN_ONLY = ("/api/v1/users", "/api/v1/departments", "/admin/users")
 TALLY = Path(__file__).resolve().parents[1] / "test-artifacts" / "attacks" / "authz.json"
-
-
-def _routes(settings) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    out = []
-    for route in create_app(settings).routes:
-        for method in sorted(getattr(route, "methods", None) or []):
-            if method == "HEAD" or route.path.startswith(("/api/docs", "/api/openapi", "/redoc")):
-                continue
-            out.append((method, route.path))
-    return out
-
-
-def _concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "1", path)
 
 
 def test_every_endpoint_for_every_role(web) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from tingfeng.cases.states import TransitionError, check
+from tingfeng.cases.states import TransitionError, check, check_role
 from tingfeng.db.models import Case, Department
 from tingfeng.office.people import Person, department_and_below
 
@@ -91,7 +91,9 @@ def require_action(conn: Connection, person: Person, case: Any, name: str) -> No
     """TransitionError/PermissionDenied unless `person` may take action `name` on `case` now."""
     if not person.active:
         raise PermissionDenied(f"{person.username} is not active.")
-    # Scope first: someone outside the case's department learns nothing of its state.
+    # The role, then the scope, then the state: someone outside the case's department
+    # learns nothing of its state.
+    check_role(name, person.role)
     if not scope_of(conn, person).covers(case):
         raise PermissionDenied(
             f"{person.username} ({person.role}) may not act on case {case.number}: it belongs "

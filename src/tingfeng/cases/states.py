@@ -94,6 +94,17 @@ def action(name: str) -> Action:
         raise TransitionError(f"No action {name!r}: use one of {', '.join(ACTIONS)}.") from None
 
 
+def check_role(name: str, role: str) -> Action:
+    """The action, if `role` may ever take it; TransitionError otherwise."""
+    a = action(name)
+    if role not in a.roles:
+        raise TransitionError(
+            f"The {role} role may not {a.label} ({a.name}); roles that may: "
+            f"{', '.join(sorted(a.roles))}."
+        )
+    return a
+
+
 def check(name: str, state: str, role: str) -> Action:
     """The action, if it may leave `state` and `role` may take it; TransitionError otherwise."""
     a = action(name)
@@ -103,12 +114,7 @@ def check(name: str, state: str, role: str) -> Action:
             f"Cannot {a.label} a case that is {STATES.get(state, state)} ({state}): "
             f"only from {allowed}."
         )
-    if role not in a.roles:
-        raise TransitionError(
-            f"The {role} role may not {a.label} ({a.name}); roles that may: "
-            f"{', '.join(sorted(a.roles))}."
-        )
-    return a
+    return check_role(name, role)
 
 
 def available(state: str, role: str) -> list[Action]:

@@ -471,11 +471,15 @@ class Ingestor:
                 t4 = time.perf_counter()
             stats.duplicates += len(rows) - len(inserted)
             stats.stored += len(inserted)
-            store.bump_source(conn, source.id, len(inserted), rows[0]["fetched_at"])
             t5 = time.perf_counter()
             stats.add_stage("store", t5 - t4)
             self._match_and_group(conn, [d for d in new if d.row["id"] in inserted], stats)
-            stats.add_stage("topics", time.perf_counter() - t5)
+            t6 = time.perf_counter()
+            stats.add_stage("topics", t6 - t5)
+            # Last: it locks the source's row until the commit, and workers storing batches of
+            # one source would otherwise wait for each other through the whole transaction.
+            store.bump_source(conn, source.id, len(inserted), rows[0]["fetched_at"])
+            stats.add_stage("store", time.perf_counter() - t6)
 
     def _take_turn(self, conn) -> None:  # type: ignore[no-untyped-def]
         """Share this process's memories with the other ingest processes (scale-out workers,
