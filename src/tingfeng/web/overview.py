@@ -10,6 +10,7 @@ one, so the routes share one computation for up to STATISTICS_TTL_S (`SharedStat
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,7 @@ TOP_REGIONS = 8
 TOP_EVENTS = 10
 TOP_ALERTS = 10
 TOP_CASES = 10
+log = logging.getLogger(__name__)
 # How old the posts' numbers of the overview may be (SharedStatistics): the page reloads them
 # every 10 s, so a person never sees more than one reload's delay.
 STATISTICS_TTL_S = 5.0
@@ -340,21 +342,39 @@ class SharedStatistics:
     """`post_statistics` computed at most once per `ttl_s` in this process, for everyone.
 
     With 50,000 posts a day they take about half a second, and every open overview asks for
-    them every 10 s: one computation serves all the people looking within `ttl_s`. A request
-    arriving while they are computed waits for that computation instead of starting another."""
+    them every 10 s: one computation serves all the people looking within `ttl_s`. When they
+    are due, a background thread computes them afresh while requests get the previous ones
+    at once (at most one computation older); only the very first request waits for them."""
 
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
+    def __init__(self, engine: Any, tz: str, ttl_s: float) -> None:
+        self.engine, self.tz, self.ttl_s = engine, tz, ttl_s
         self._lock = threading.Lock()
         self._value: dict[str, Any] | None = None
         self._at = 0.0
 
-    def get(self, conn: Connection, now: datetime, tz: str) -> dict[str, Any]:
-        with self._lock:
-            if self._value is None or time.monotonic() - self._at >= self.ttl_s:
-                self._value = post_statistics(conn, now, tz)
-                self._at = time.monotonic()
-            return self._value
+    def get(self) -> dict[str, Any]:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._compute()
+                return self._value  # type: ignore[return-value]
+        if time.monotonic() - self._at >= self.ttl_s and self._lock.acquire(blocking=False):
+            threading.Thread(target=self._refresh, name="overview-statistics", daemon=True).start()
+        return value
+
+    def _refresh(self) -> None:
+        try:
+            self._compute()
+        except Exception:  # the previous numbers stay; the next request tries again
+            log.exception("could not compute the overview's post statistics")
+        finally:
+            self._lock.release()
+
+    def _compute(self) -> None:
+        with self.engine.connect() as conn:
+            self._value = post_statistics(conn, datetime.now(UTC), self.tz)
+        self._at = time.monotonic()
 
 
 def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Settings) -> None:
@@ -362,7 +382,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
     tz = settings.default_timezone
     # The posts' numbers may be up to STATISTICS_TTL_S old; events, alerts and cases, which
     # people act on, are always read afresh.
-    shared = SharedStatistics(STATISTICS_TTL_S)
+    shared = SharedStatistics(engine, tz, STATISTICS_TTL_S)
 
     @app.get("/api/v1/overview")
     def api_overview(request: Request) -> dict[str, Any]:
@@ -370,7 +390,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         person = require_user(request)
         now = datetime.now(UTC)
         with engine.connect() as conn:
-            return summary(conn, person, now, tz, statistics=shared.get(conn, now, tz))
+            return summary(conn, person, now, tz, statistics=shared.get())
 
     # The overview is the home page after signing in.
     @app.get("/", response_class=HTMLResponse)
@@ -382,7 +402,7 @@ def register(app: FastAPI, engine: Any, templates: Jinja2Templates, settings: Se
         person = require_user(request)
         now = datetime.now(UTC)
         with engine.connect() as conn:
-            data = summary(conn, person, now, tz, statistics=shared.get(conn, now, tz))
+            data = summary(conn, person, now, tz, statistics=shared.get())
         return templates.TemplateResponse(
             request,
             "overview.html",
