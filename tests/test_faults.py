@@ -695,7 +695,7 @@ def test_postgres_and_redis_restarted_under_load_lose_nothing(
             redis_server.start()
             pusher.join(timeout=180)
             assert pusher.error is None, repr(pusher.error)
-            wait_for(lambda: queue_idle(queue.huey, queue_url, 2), 180, "the queue to drain", procs)
+            wait_for(lambda: queue_idle(queue.huey, queue_url, 2), 420, "the queue to drain", procs)
             # The processes were never restarted: they recovered by themselves.
             assert all(p.alive for p in procs), [p.tail() for p in procs if not p.alive]
         finally:
