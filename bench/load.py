@@ -1,6 +1,6 @@
 """Load benchmark: pages and API under 50 people at work while posts arrive at 1,000/s.
 
-`python -m bench load [--seconds 60] [--users 50] [--rate 1000] [--ingest push|file]
+`python -m bench load [--seconds 60] [--users 50] [--rate 1000] [--ingest push|file] [--web N]
 [--db URL --queue redis://…] [--seed-posts 50000]`
 
 1. A fresh Tingfeng (embedded SQLite in a temporary directory by default; `--db` an empty
@@ -11,11 +11,10 @@
 2. `tingfeng serve` runs as its own process(es); one push of 100 posts and one visit of each
    page warm it up (models, templates, the event grouper), unmeasured.
 3. With ingest: locust (`bench/locustfile.py`) runs `--users` signed-in users for `--seconds`
-   while a driver process pushes further CED posts through the push API at `--rate` posts/s
-   (a token bucket, requests of up to 1,000 posts, at most 4 in flight; what cannot be sent
-   because the server is still busy is not sent, so the rate stored is what the server held).
-   `--ingest file` replaces the driver by a `tingfeng ingest` process reading a file as fast
-   as it can. The rate stored is counted in the database at the start and end of the window.
+   while posts arrive (bench/load_ingest.py): a driver process pushes further CED posts
+   through the push API at `--rate` posts/s, or `--ingest file` runs a `tingfeng ingest`
+   process reading a file as fast as it can. The rate stored is counted in the database at
+   the start and end of the window.
 4. Baseline, in the same run: the same locust run with no ingest, afterwards (on the database
    as the ingest left it, so the difference is the cost of ingest, not of a smaller database).
 
@@ -26,10 +25,7 @@ of the target stored). Prints a table, writes bench/results/load-<time>.json wit
 from __future__ import annotations
 
 import argparse
-import gzip
-import itertools
 import json
-import multiprocessing
 import os
 import signal
 import socket
@@ -39,63 +35,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from itertools import islice
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench.load_ingest import Ingest, ced_posts, percentile, write_posts
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 DEFAULT_CED = ROOT.parent / "shared" / "data" / "rumor" / "ced" / "cascades.jsonl.gz"
 FLOORS = {"p95_ms": 300.0, "errors": 0, "rate_held": 0.95}
-# `demo seed` ingests the first stories of CED; ours start after them, so that nothing pushed
-# is a duplicate of a stored post (a duplicate is not stored and would read as a lost rate).
-SKIP_CASCADES = 300
-# Reposts kept per story: many stories, as an office follows, rather than a few huge ones.
-REPOSTS_PER_STORY = 200
-PUSH_BATCH_MAX = 1000  # the push API's limit per request
-PUSH_IN_FLIGHT = 4
-EMPTY_REPOST_TEXT = "转发微博"  # what Weibo shows for a repost without words (as CED import)
-
-
-# --- the posts -------------------------------------------------------------------------------
-
-
-def ced_posts(path: Path, skip: int = SKIP_CASCADES) -> Iterator[dict[str, Any]]:
-    """CED cascades after the first `skip`, as push-API posts: the source post, then up to
-    REPOSTS_PER_STORY of its reposts, each linked to what it reposts (spread paths)."""
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for i, line in enumerate(handle):
-            if i < skip:
-                continue
-            record = json.loads(line)
-            story = str(record["id"])
-            yield {"id": story, "text": record.get("text") or EMPTY_REPOST_TEXT,
-                   "platform": "weibo"}  # fmt: skip
-            for repost in record.get("reposts", [])[:REPOSTS_PER_STORY]:
-                yield {
-                    "id": str(repost["mid"]),
-                    "text": repost.get("text") or EMPTY_REPOST_TEXT,
-                    "author": repost.get("uid") or None,
-                    "reposts_of": repost.get("parent") or story,
-                    "kind": "repost",
-                    "platform": "weibo",
-                }
-
-
-def write_posts(path: Path, posts: Iterator[dict[str, Any]], n: int, *, day: bool) -> int:
-    """`n` posts as JSONL; `day`: dated evenly over the last 24 hours (else undated)."""
-    now = datetime.now(UTC)
-    written = 0
-    with path.open("w", encoding="utf-8") as out:
-        for post in islice(posts, n):
-            if day:
-                at = now - timedelta(hours=24) + timedelta(hours=24) * written / max(n, 1)
-                post = post | {"published_at": at.isoformat(timespec="seconds")}
-            out.write(json.dumps(post, ensure_ascii=False) + "\n")
-            written += 1
-    return written
 
 
 # --- the instance ------------------------------------------------------------------------------
@@ -276,154 +225,6 @@ def warm_up(instance: Instance, posts: list[dict[str, Any]], password: str) -> N
                 client.get(path)
 
 
-# --- the ingest drivers ------------------------------------------------------------------------
-
-
-def drive(
-    urls: list[str],
-    source_id: int,
-    token: str,
-    posts_file: str,
-    rate: float,
-    seconds: float,
-    out: str,
-    ready: Any = None,
-) -> None:
-    """The push driver (its own process): `rate` posts/s through the push API for `seconds`.
-
-    A token bucket fills at `rate` and holds at most one second's worth; every 100 ms the
-    posts due go out in one request if fewer than PUSH_IN_FLIGHT are in flight. When the
-    server falls behind, requests grow (up to 1,000 posts) and then tokens overflow: those
-    posts are not sent, and the rate stored shows it."""
-    import httpx
-
-    with open(posts_file, encoding="utf-8") as handle:
-        pending = [json.loads(line) for line in handle]
-    pending.reverse()  # pop() from the end = file order
-    client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=PUSH_IN_FLIGHT))
-    endpoints = itertools.cycle(f"{url}/api/v1/sources/{source_id}/posts" for url in urls)
-    lock = threading.Lock()
-    slots = threading.Semaphore(PUSH_IN_FLIGHT)
-    stats: dict[str, Any] = {"sent": 0, "accepted": 0, "stored": 0, "requests": 0,
-                             "errors": 0, "error_samples": [], "overflow": 0}  # fmt: skip
-    latencies: list[float] = []
-
-    def push(endpoint: str, batch: list[dict[str, Any]]) -> None:
-        t0 = time.perf_counter()
-        try:
-            r = client.post(endpoint, headers={"Authorization": f"Bearer {token}"},
-                            json={"posts": batch})  # fmt: skip
-            ok = r.status_code == 200
-            body = r.json() if ok else {}
-            problem = "" if ok else f"{r.status_code}: {r.text[:200]}"
-        except (httpx.HTTPError, ValueError) as exc:
-            ok, body, problem = False, {}, f"{type(exc).__name__}: {exc}"
-        finally:
-            slots.release()
-        with lock:
-            stats["requests"] += 1
-            latencies.append((time.perf_counter() - t0) * 1000)
-            if ok:
-                stats["accepted"] += int(body.get("stored", 0)) + int(body.get("duplicates", 0))
-                stats["stored"] += int(body.get("stored", 0))
-            else:
-                stats["errors"] += 1
-                if len(stats["error_samples"]) < 3:
-                    stats["error_samples"].append(problem)
-
-    pool = ThreadPoolExecutor(max_workers=PUSH_IN_FLIGHT)
-    tick = 0.1
-    tokens = 0.0
-    if ready is not None:
-        ready.set()  # the window opens now
-    start = last = time.perf_counter()
-    next_at = start + tick
-    while (now := time.perf_counter()) - start < seconds and pending:
-        tokens += rate * (now - last)
-        last = now
-        if tokens > rate:  # at most a second's worth waits: the rest is not sent
-            stats["overflow"] += int(tokens - rate)
-            tokens = rate
-        n = min(int(tokens), PUSH_BATCH_MAX, len(pending))
-        if n >= 1 and slots.acquire(blocking=False):
-            stamp = datetime.now(UTC).isoformat(timespec="seconds")
-            batch = [pending.pop() | {"published_at": stamp} for _ in range(n)]
-            tokens -= n
-            stats["sent"] += n
-            pool.submit(push, next(endpoints), batch)
-        time.sleep(max(0.0, next_at - time.perf_counter()))
-        next_at += tick
-    sending_s = time.perf_counter() - start
-    pool.shutdown(wait=True)
-    client.close()
-    latencies.sort()
-    stats.update(
-        sending_s=round(sending_s, 2),
-        finished_s=round(time.perf_counter() - start, 2),
-        push_p50_ms=_pct(latencies, 50),
-        push_p95_ms=_pct(latencies, 95),
-        push_max_ms=round(latencies[-1], 1) if latencies else None,
-        ran_out=not pending,
-    )
-    Path(out).write_text(json.dumps(stats), encoding="utf-8")
-
-
-class Ingest:
-    """Posts arriving during a phase: the push driver or a `tingfeng ingest` of a file."""
-
-    def __init__(self, instance: Instance, mode: str, rate: float, seconds: float,
-                 posts: Iterator[dict[str, Any]]) -> None:  # fmt: skip
-        self.instance, self.mode, self.rate, self.seconds = instance, mode, rate, seconds
-        workdir = instance.workdir
-        self.out = workdir / "driver.json"
-        # push: what the driver can send at most; file: enough for the ingest not to run dry.
-        n = int(rate * seconds * (1.2 if mode == "push" else 5)) + 1000
-        self.file = workdir / "arriving.jsonl"
-        self.prepared = write_posts(self.file, posts, n, day=False)
-        self.proc: Any = None
-
-    def start(self) -> None:
-        if self.mode == "push":
-            ctx = multiprocessing.get_context("spawn")
-            ready = ctx.Event()
-            self.proc = ctx.Process(
-                target=drive,
-                args=(self.instance.urls, self.instance.source_id, self.instance.token,
-                      str(self.file), self.rate, self.seconds, str(self.out), ready),
-                daemon=True,
-            )  # fmt: skip
-            self.proc.start()
-            if not ready.wait(timeout=120):
-                raise RuntimeError("the push driver did not start within 120 s")
-        else:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tingfeng.cli", "ingest", str(self.file),
-                 "--source", "导入·压测"],
-                cwd=self.instance.workdir, env=self.instance.env,
-                stdout=subprocess.DEVNULL, stderr=open(self.instance.workdir / "ingest.log", "ab"),  # noqa: SIM115
-            )  # fmt: skip
-            # The window opens with its first stored batch, not with its start-up (models).
-            before = self.instance.count_posts()
-            deadline = time.monotonic() + 120
-            while self.instance.count_posts() == before:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the file ingest stored nothing: see ingest.log")
-                time.sleep(0.2)
-
-    def finish(self) -> dict[str, Any]:
-        """Waits for the driver (push), or stops the file ingest at the end of the window."""
-        if self.mode == "push":
-            self.proc.join(timeout=300)
-            if not self.out.exists():
-                raise RuntimeError("the push driver wrote no result")
-            return json.loads(self.out.read_text(encoding="utf-8"))
-        finished = self.proc.poll() is not None
-        if not finished:
-            self.proc.terminate()
-        self.proc.wait(timeout=60)
-        return {"file_posts": self.prepared, "finished_before_the_end": finished}
-
-
 # --- the users ---------------------------------------------------------------------------------
 
 
@@ -458,12 +259,6 @@ def locust_command(host: str, users: int, spawn_rate: float, seconds: float) -> 
     ]  # fmt: skip
 
 
-def _pct(ordered: list[float], p: float) -> float | None:
-    if not ordered:
-        return None
-    return round(ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))], 1)
-
-
 def summarise(samples: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     """Per kind (page, api, sign-in) and per name: requests, req/s, errors, p50/p95/p99/max."""
 
@@ -475,9 +270,9 @@ def summarise(samples: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
             "per_s": round(len(rows) / seconds, 2) if seconds else 0.0,
             "errors": len(errors),
             "error_samples": sorted(set(errors))[:3],
-            "p50_ms": _pct(ms, 50),
-            "p95_ms": _pct(ms, 95),
-            "p99_ms": _pct(ms, 99),
+            "p50_ms": percentile(ms, 50),
+            "p95_ms": percentile(ms, 95),
+            "p99_ms": percentile(ms, 99),
             "max_ms": round(ms[-1], 1) if ms else None,
         }
 
