@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -209,13 +210,9 @@ def signed_in_page(browser: object, client: httpx.Client) -> object:
     return context.new_page()
 
 
-@pytest.fixture
-def web(settings: Settings) -> Iterator[tuple[httpx.Client, Settings]]:
-    """A real server, and a client signed in as the administrator `tester`."""
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
-    add_person(settings, "tester", "admin")
+@contextmanager
+def running_app(settings: Settings) -> Iterator[int]:
+    """The web application on a free loopback port (in a thread) until the block ends."""
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -225,11 +222,26 @@ def web(settings: Settings) -> Iterator[tuple[httpx.Client, Settings]]:
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def web(settings: Settings) -> Iterator[tuple[httpx.Client, Settings]]:
+    """A real server, and a client signed in as the administrator `tester`."""
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    add_person(settings, "tester", "admin")
+    with (
+        running_app(settings) as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+    ):
         sign_in(client, "tester")
         yield client, settings
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 # --- the system Chromium, driven by Playwright ---------------------------------------------------

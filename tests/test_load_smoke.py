@@ -152,14 +152,10 @@ def test_sign_ins_at_once_do_not_queue_on_the_write_lock(tmp_path: Path) -> None
     """Sixteen people signing in at once, on SQLite with a write-lock wait of 0.5 s: the argon2
     checks (a deliberate fraction of a second each) must not run while the lock is held, or
     the later ones wait past it and are answered 503 (so did ingest, behind them)."""
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    import uvicorn
-
-    from tests.conftest import _free_port
+    from tests.conftest import running_app
     from tingfeng.db.migrate import upgrade
-    from tingfeng.web.app import create_app
 
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'tf.db'}?timeout=0.5", data_dir=tmp_path / "var"
@@ -168,16 +164,7 @@ def test_sign_ins_at_once_do_not_queue_on_the_write_lock(tmp_path: Path) -> None
     upgrade(engine)
     engine.dispose()
     add_person(settings, "duty", "analyst")
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = datetime.now(UTC) + timedelta(seconds=10)
-        while not server.started and datetime.now(UTC) < deadline:
-            threading.Event().wait(0.02)
+    with running_app(settings) as port:
 
         def sign_in_once(_: int) -> int:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
@@ -186,9 +173,6 @@ def test_sign_ins_at_once_do_not_queue_on_the_write_lock(tmp_path: Path) -> None
 
         with ThreadPoolExecutor(max_workers=16) as pool:
             answers = list(pool.map(sign_in_once, range(16)))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     assert answers == [303] * 16
 
 
