@@ -696,6 +696,8 @@ def test_postgres_and_redis_restarted_under_load_lose_nothing(
             pusher.join(timeout=180)
             assert pusher.error is None, repr(pusher.error)
             wait_for(lambda: queue_idle(queue.huey, queue_url, 2), 420, "the queue to drain", procs)
+            # A task whose run Redis missed was once taken for an unreadable one, set apart.
+            assert queue.huey.storage.set_aside_count() == 0
             # The processes were never restarted: they recovered by themselves.
             assert all(p.alive for p in procs), [p.tail() for p in procs if not p.alive]
         finally:

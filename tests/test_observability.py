@@ -411,3 +411,42 @@ def test_ready_command_checks_a_machine_without_a_web_server(tmp_path: Path) -> 
     )
     assert down.exit_code == 1 and "FAIL  queue" in down.stdout
     assert "Start Redis or check queue_url" in down.stdout
+
+
+def test_metrics_count_tasks_in_hand_and_set_aside_on_redis(
+    tmp_path: Path, fresh_redis_url: str
+) -> None:
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from tingfeng.metrics import TingfengCollector
+    from tingfeng.readiness import Readiness
+
+    db = f"sqlite:///{tmp_path / 'tf.db'}"
+    engine = make_engine(db)
+    upgrade(engine)
+    settings = Settings(database_url=db, queue_url=fresh_redis_url, data_dir=tmp_path / "var")
+    registry = CollectorRegistry()
+    registry.register(TingfengCollector(engine, settings, Readiness(settings, engine)))
+
+    def scrape() -> dict[tuple[str, tuple], float]:
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    worker = build_queue(settings).huey.storage
+    worker.heartbeat()
+    for n in range(3):
+        worker.enqueue(f"task-{n}".encode())
+    worker.dequeue()  # one taken, not finished
+    worker.dequeue()
+    worker.set_aside()  # one that could not be read
+    seen = scrape()
+    assert value(seen, "tingfeng_queue_up") == 1
+    assert value(seen, "tingfeng_queue_depth") == 1
+    assert value(seen, "tingfeng_queue_in_hand") == 1
+    assert value(seen, "tingfeng_queue_set_aside") == 1
+    engine.dispose()

@@ -20,12 +20,13 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
+from tests.servers import PersistentRedisServer
 from tingfeng.collect.connectors.imports import read_items
 from tingfeng.db.engine import make_engine
 from tingfeng.db.migrate import upgrade
 from tingfeng.db.models import FetchLog, Post
 from tingfeng.ingest.files import import_source
-from tingfeng.queue_recovery import ReliableRedisStorage
+from tingfeng.queue_recovery import ReliableHuey, ReliableRedisStorage
 from tingfeng.settings import Settings
 from tingfeng.tasks import build_queue
 
@@ -70,6 +71,80 @@ def test_acknowledged_tasks_are_not_run_again(fresh_redis_url: str) -> None:
     redis.Redis.from_url(fresh_redis_url).delete(first._alive("first"))
     assert other.recover() == 0
     assert other.queue_size() == 0
+
+
+def test_a_task_whose_run_outlives_redis_is_run_again_not_set_aside() -> None:
+    """Redis is killed (kill -9) while a task runs. Huey cannot record the task's outcome, so
+    the task goes back to the queue once Redis is back, before anything new is taken. (It once
+    went to the list of unreadable tasks: the connection error was taken for a bad task.)"""
+    with PersistentRedisServer() as server:
+        huey = ReliableHuey(
+            "away-test", storage_class=ReliableRedisStorage, url=server.url, results=False
+        )
+        storage = huey.storage
+        runs: list[int] = []
+
+        @huey.task()
+        def work(n: int) -> None:
+            runs.append(n)
+            if n == 1 and runs.count(1) == 1:
+                server.kill()
+
+        work(1)
+        work(2)
+        with pytest.raises(redis.ConnectionError):  # Redis dies under the task
+            huey.execute(huey.dequeue())
+        with pytest.raises(redis.ConnectionError):
+            huey.dequeue()  # nothing is taken, and nothing is set aside, while Redis is away
+        server.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                task = huey.dequeue()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "Redis did not come back"
+                time.sleep(0.2)
+        huey.execute(task)
+        huey.execute(huey.dequeue())
+        assert runs == [1, 1, 2]
+        assert storage.set_aside_count() == 0
+        assert storage.in_hand() == 0 and storage.queue_size() == 0
+
+
+def test_an_acknowledgement_redis_missed_is_delivered_before_the_next_task() -> None:
+    with PersistentRedisServer() as server:
+        storage = ReliableRedisStorage(name="ack-test", url=server.url, consumer="one")
+        storage.enqueue(b"first")
+        storage.enqueue(b"second")
+        assert storage.dequeue() == b"first"
+        server.kill()
+        storage.ack()  # Redis is away: the acknowledgement waits, without an error
+        server.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                taken = storage.dequeue()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "Redis did not come back"
+                time.sleep(0.2)
+        assert taken == b"second"
+        assert storage.in_hand() == 1  # "first" acknowledged, "second" in hand
+        assert storage.set_aside_count() == 0
+
+
+def test_due_retries_move_to_the_queue_inside_redis(fresh_redis_url: str) -> None:
+    from datetime import datetime, timedelta
+
+    storage = _storage(fresh_redis_url, "scheduler")
+    now = datetime.now()
+    storage.add_to_schedule(b"due", now - timedelta(seconds=1))
+    storage.add_to_schedule(b"later", now + timedelta(hours=1))
+    # The consumer gets nothing to queue by itself: the due task is in the queue already.
+    assert storage.read_schedule(now) == []
+    assert storage.queue_size() == 1 and storage.schedule_size() == 1
+    assert storage.dequeue() == b"due"
 
 
 @pytest.mark.slow

@@ -136,6 +136,10 @@ class TingfengCollector(Collector):
         try:
             storage = self.readiness.queue_storage()
             pending, scheduled = int(storage.queue_size()), int(storage.schedule_size())
+            # The reliable Redis queue (tingfeng.queue_recovery) also knows what workers hold.
+            reliable = hasattr(storage, "held_anywhere")
+            held = int(storage.held_anywhere()) if reliable else 0
+            set_aside = int(storage.set_aside_count()) if reliable else 0
         except Exception:  # Redis or the queue file unreachable: say so, keep the rest
             up.add_metric([], 0.0)
             yield up
@@ -152,6 +156,17 @@ class TingfengCollector(Collector):
             "Tasks waiting for a later time in the queue (retries after an error).",
             value=float(scheduled),
         )
+        if reliable:
+            yield GaugeMetricFamily(
+                "tingfeng_queue_in_hand",
+                "Tasks taken by a worker and not yet finished (a dead worker's come back).",
+                value=float(held),
+            )
+            yield GaugeMetricFamily(
+                "tingfeng_queue_set_aside",
+                "Tasks that could not be read, kept apart from the queue (should stay 0).",
+                value=float(set_aside),
+            )
 
     def _posts(self, conn: Connection, now: datetime) -> Iterator[Metric]:
         # The sources' running totals are bumped in the transaction that stores the posts.

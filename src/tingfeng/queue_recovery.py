@@ -7,6 +7,12 @@ when the task has run (or has been handed to Huey's retry schedule). Every worke
 short-lived "alive" key; any worker that finds another's key expired puts that worker's tasks
 in hand back at the head of the queue. Tasks are idempotent (a batch stored twice is stored
 once), so a task that ran just before its worker died does no harm when it runs again.
+
+Redis itself may go away while a task runs (a restart, a kill -9). The acknowledgement, or the
+handing back of a task whose run Huey could not record, then waits in the worker thread and is
+delivered before that thread takes its next task. Tasks due from the retry schedule move to the
+queue inside Redis (one script), never through a worker's memory, where a restart would lose
+them.
 """
 
 from __future__ import annotations
@@ -19,11 +25,31 @@ import threading
 from typing import Any
 
 from huey import Huey
+from huey import signals as huey_signals
 from huey.storage import RedisStorage
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
 ALIVE_TTL_S = 20
+
+# Take the task out of this consumer's hands and put it at the head of the queue, only if it is
+# still in hand: delivered twice (a reply lost as Redis went away), it is queued once.
+GIVE_BACK_LUA = """\
+if redis.call('lrem', KEYS[1], 1, ARGV[1]) == 1 then
+    redis.call('rpush', KEYS[2], ARGV[1])
+    return 1
+end
+return 0"""
+
+# Move the tasks due from the retry schedule to the queue, in one step inside Redis.
+SCHEDULE_MOVE_LUA = """\
+local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])
+for _, data in ipairs(due) do
+    redis.call('lpush', KEYS[2], data)
+    redis.call('zrem', KEYS[1], data)
+end
+return #due"""
 
 
 def consumer_id() -> str:
@@ -57,6 +83,9 @@ class ReliableRedisStorage(RedisStorage):
     # -- taking and acknowledging -------------------------------------------------------------
 
     def dequeue(self) -> bytes | None:
+        # What this thread could not settle while Redis was away goes first; until it is
+        # delivered nothing new is taken (the error reaches the consumer, which waits).
+        self.settle()
         try:
             data = self.conn.blmove(
                 self.queue_key, self.in_hand_key, self.read_timeout, "RIGHT", "LEFT"
@@ -68,10 +97,40 @@ class ReliableRedisStorage(RedisStorage):
 
     def ack(self) -> None:
         """The task this thread took last has run (or been rescheduled): forget it."""
+        self._finish(requeue=False)
+
+    def give_back(self) -> None:
+        """The task this thread took last did not run to the end (Huey could not record its
+        outcome, or it was interrupted): back to the head of the queue, to run again."""
+        self._finish(requeue=True)
+
+    def _finish(self, requeue: bool) -> None:
         data = getattr(self._local, "data", None)
-        if data is not None:
+        if data is None:
+            return
+        self._local.data = None
+        self._local.unsettled = (data, requeue)
+        try:
+            self.settle()
+        except RedisError as exc:
+            log.warning(
+                "Redis is unavailable: the task's %s waits until it answers (%s)",
+                "return to the queue" if requeue else "acknowledgement",
+                exc,
+            )
+
+    def settle(self) -> None:
+        """Deliver this thread's pending acknowledgement or hand-back (raises while Redis is
+        away; the task stays in hand meanwhile, so nothing is lost)."""
+        unsettled = getattr(self._local, "unsettled", None)
+        if unsettled is None:
+            return
+        data, requeue = unsettled
+        if requeue:
+            self.conn.eval(GIVE_BACK_LUA, 2, self.in_hand_key, self.queue_key, data)
+        else:
             self.conn.lrem(self.in_hand_key, 1, data)
-            self._local.data = None
+        self._local.unsettled = None
 
     def set_aside(self) -> None:
         """The task this thread took cannot even be read: keep it apart, out of the queue."""
@@ -82,6 +141,16 @@ class ReliableRedisStorage(RedisStorage):
                 pipe.lrem(self.in_hand_key, 1, data)
                 pipe.execute()
             self._local.data = None
+
+    def set_aside_count(self) -> int:
+        return int(self.conn.llen(self.dead_key))
+
+    def read_schedule(self, ts: Any) -> list[bytes]:
+        """Huey's version pops the due tasks and the consumer then queues them one by one: a
+        Redis restart (or a kill of the worker) in between lost them. Here they move to the
+        queue inside Redis, and the consumer has nothing left to queue."""
+        self.conn.eval(SCHEDULE_MOVE_LUA, 2, self.schedule_key, self.queue_key, self.convert_ts(ts))
+        return []
 
     def in_hand(self) -> int:
         return int(self.conn.llen(self.in_hand_key))
@@ -135,20 +204,40 @@ class ReliableRedisStorage(RedisStorage):
 class ReliableHuey(Huey):
     """Huey that acknowledges each task once `execute` is done with it.
 
-    A task interrupted by shutdown is not acknowledged: it stays in hand, and comes back."""
+    A task interrupted by shutdown, or whose outcome Huey could not record (Redis away), is not
+    acknowledged but put back at the head of the queue."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._running = threading.local()
+        self.signal(huey_signals.SIGNAL_INTERRUPTED)(self._interrupted)
+
+    def _interrupted(self, signal: str, task: Any, *args: Any) -> None:
+        self._running.interrupted = True
 
     def dequeue(self) -> Any:
+        # A connection error is not the task's fault: it propagates, and the consumer waits.
+        data = self.storage.dequeue()
+        if data is None:
+            return None
         try:
-            return super().dequeue()
+            return self.deserialize_task(data)
         except Exception:
             self.storage.set_aside()
             raise
 
     def execute(self, task: Any, timestamp: Any = None) -> Any:
+        self._running.interrupted = False
         try:
-            return super().execute(task, timestamp)
-        finally:
+            result = super().execute(task, timestamp)
+        except BaseException:
+            self.storage.give_back()
+            raise
+        if self._running.interrupted:
+            self.storage.give_back()
+        else:
             self.storage.ack()
+        return result
 
 
 class Keeper:
