@@ -314,3 +314,83 @@ def test_deleting_posts_removes_them_from_search(store) -> None:  # type: ignore
     with engine.connect() as conn:
         assert [h.id for h in search(conn, "供暖").hits] == [p.id for p in _posts(engine)]
         assert count(conn, "删除") == 0
+
+
+def test_awkward_values_are_stored_alike_on_both_databases(
+    db_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    """PostgreSQL stores posts, readings and the search index with COPY (tingfeng.db.bulk):
+    tabs, newlines, backslashes, a literal \\N, quotes, emoji and nested JSON must come back as
+    SQLite (plain INSERTs) gives them back."""
+    text = "供暖\t不热\n第二行 \\ 反斜杠 \\N 不是空值 \"引号\" '单引号' 😀 ｜全角｜"
+    items = [
+        RawItem(
+            text=text,
+            title="标题\\t\t制表",
+            platform="weibo",
+            external_id="a\\b\tc",
+            author="网友\\N",
+            url="https://example.cn/p?q=a%09b&x=\\",
+            published_at=datetime(2026, 11, 2, 8, 30, 15, 123456, tzinfo=UTC),
+            reposts=3,
+            views=2**40,
+            extra={"标签": ["供暖", "投诉"], "嵌套": {"a": 1.5, "b": None, "c": "\\N\t"}},
+        ),
+        RawItem(
+            text="只有正文",
+            platform="weibo",
+            external_id="2",
+            published_at=datetime(2026, 11, 2, 9, 0, tzinfo=UTC),
+        ),
+    ]
+    columns = ("uid", "kind", "platform", "external_id", "url", "title", "text_original",
+               "html", "text_clean", "title_norm", "text_norm", "tokens", "lang", "content_hash",
+               "dup_kind", "author", "published_at", "reposts", "comments", "views", "extra")  # fmt: skip
+    stored = {}
+    for name, url in (("this", db_url), ("ref", f"sqlite:///{tmp_path / 'ref.db'}")):
+        engine = make_engine(url)
+        upgrade(engine)
+        s = settings.model_copy(update={"database_url": url})
+        with write_transaction(engine) as conn:
+            source = add_source(conn, name="t", kind="lead", config={}, timezone="Asia/Shanghai")
+        assert Ingestor(engine, s).ingest(SourceRef(source.id, "Asia/Shanghai"), items).stored == 2
+        rows = _posts(engine)
+        stored[name] = [{c: getattr(p, c) for c in columns} for p in rows]
+        with engine.connect() as conn:
+            stored[name + ":search"] = sorted(matching_ids(conn, "反斜杠"))
+            stored[name + ":found"] = [p.id for p in rows if p.text_original == text]
+        engine.dispose()
+    assert stored["this"] == stored["ref"]
+    assert stored["this"][0]["text_original"] == text
+    assert stored["this"][0]["extra"]["嵌套"]["c"] == "\\N\t"
+    assert stored["this:search"] == stored["this:found"] and stored["this:search"]
+
+
+def test_a_post_stored_meanwhile_by_another_worker_is_skipped(
+    fresh_postgres_db: str, settings: Settings
+) -> None:
+    """Two PostgreSQL workers storing the same post at once: the second one's insert skips it
+    (ON CONFLICT after COPY into the staging table). SQLite has one writer at a time."""
+    from tingfeng.db import posts as post_store
+
+    engine = make_engine(fresh_postgres_db)
+    upgrade(engine)
+    with write_transaction(engine) as conn:
+        src = add_source(conn, name="t", kind="lead", config={}, timezone="Asia/Shanghai")
+    source = SourceRef(src.id, "Asia/Shanghai")
+    ingestor = Ingestor(engine, settings.model_copy(update={"database_url": fresh_postgres_db}))
+    item = RawItem(text="同一条帖子，两个进程同时收到。", platform="weibo", external_id="same")
+    assert ingestor.ingest(source, [item]).stored == 1
+    (first,) = _posts(engine)
+    with write_transaction(engine) as conn:
+        row = {c.name: getattr(first, c.name) for c in Post.__table__.columns}
+        other = dict(row, uid="another-uid", id=first.id + 1000)
+        again = dict(row, id=first.id + 1001)  # the same uid as the stored post
+        inserted = post_store.insert_posts(conn, [again, other])
+        # Twice in one transaction: the staging table starts empty each time.
+        assert post_store.insert_posts(conn, [dict(other, uid="third", id=first.id + 1002)]) == {
+            first.id + 1002
+        }
+    assert inserted == {first.id + 1000}
+    assert [p.uid for p in _posts(engine)] == [first.uid, "another-uid", "third"]
+    engine.dispose()

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, text, update
 
+from tingfeng.db.bulk import copy_new_rows
 from tingfeng.db.models import Post, Source
 
 # Stay well below SQLite's bound-parameter limit in IN (...) lists.
@@ -141,7 +142,6 @@ def insert_posts(
     """
     if not rows:
         return set()
-    table = Post.__table__
     if conn.dialect.name == "sqlite":
         # Under the write lock nobody else can insert, so a plain DBAPI executemany is safe;
         # it skips SQLAlchemy's per-row parameter processing, about a fifth of ingest time.
@@ -150,11 +150,43 @@ def insert_posts(
             _sqlite_insert_sql(), [_sqlite_tuple(r, v) for r, v in zip(rows, ahead, strict=True)]
         )
         return {r["id"] for r in rows}
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    return _pg_insert(conn, rows)
 
-    stmt = pg_insert(table).on_conflict_do_nothing(index_elements=["uid"]).returning(table.c.id)
-    result = conn.execute(stmt, rows)
-    return set(result.scalars().all())
+
+def _pg_value(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _JSONS:
+        return json.dumps(value, ensure_ascii=False)
+    if name in _DATETIMES:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime in {name}; attach a time zone first")
+        return value.astimezone(UTC)
+    return value
+
+
+_PG_CONVERT = tuple(
+    (i, name) for i, name in enumerate(_COLUMNS) if name in _JSONS or name in _DATETIMES
+)
+
+
+def _pg_values(row: dict[str, Any]) -> list[Any]:
+    try:
+        values = list(_ROW_VALUES(row))
+    except KeyError:
+        values = [row.get(name) for name in _COLUMNS]
+    for i, name in _PG_CONVERT:
+        values[i] = _pg_value(name, values[i])
+    return values
+
+
+def _pg_insert(conn: Connection, rows: list[dict[str, Any]]) -> set[int]:
+    # COPY through a staging table (tingfeng.db.bulk): a uid stored meanwhile by another
+    # worker is skipped, as ON CONFLICT did for the INSERT this replaces.
+    ids = copy_new_rows(
+        conn, "posts", _COLUMNS, (_pg_values(r) for r in rows), conflict="uid", returning="id"
+    )
+    return set(ids)
 
 
 def link_waiting_children(conn: Connection, new: dict[str, int]) -> None:

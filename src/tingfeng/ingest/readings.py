@@ -169,18 +169,19 @@ def store_readings(
                 "INSERT OR IGNORE INTO post_labels (kind, value, post_id) VALUES (?, ?, ?)", labels
             )
         return
-    rows = []
-    labels_pg = []
-    for pid, reading in readings:
-        row = reading.to_row()
-        row.update(post_id=pid, version=version, analysed_at=now)
-        rows.append(row)
-        labels_pg.extend({"kind": k, "value": v[:64], "post_id": pid} for k, v in reading.labels())
-    conn.execute(insert(PostReading), rows)
-    if labels_pg:
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+    # COPY (tingfeng.db.bulk): these are readings of posts just stored, or re-read after the
+    # delete above, so no row exists yet; the JSON columns are text, as for SQLite.
+    from tingfeng.db.bulk import copy_rows
 
-        conn.execute(pg_insert(PostLabel).on_conflict_do_nothing(), labels_pg)
+    copy_rows(
+        conn,
+        "readings",
+        _COLUMNS,
+        ((pid, version, now, *(r.encoded or sqlite_encoded(r))) for pid, r in readings),
+    )
+    labels = {(k, v[:64], pid) for pid, r in readings for k, v in r.labels()}
+    if labels:
+        copy_rows(conn, "post_labels", ("kind", "value", "post_id"), sorted(labels))
 
 
 def readings_of(conn: Connection, post_ids: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -35,10 +35,6 @@ def key_at(moment: datetime) -> int:
 _SQLITE_DELETE = text(
     "INSERT INTO post_fts(post_fts, rowid, title, body) VALUES ('delete', :id, :title, :body)"
 )
-_PG_ADD = text(
-    "INSERT INTO post_search(post_id, sort_key, vector) VALUES (:id, :key, CAST(:vector AS tsvector)) "
-    "ON CONFLICT (post_id) DO NOTHING"
-)
 _PG_DELETE = text("DELETE FROM post_search WHERE post_id = :id")
 
 
@@ -68,7 +64,8 @@ def _by_key(row: tuple[int, int, IndexTerms]) -> int:
 
 
 def add_to_index(conn: Connection, rows: Sequence[tuple[int, int, IndexTerms]]) -> None:
-    """Index posts given as (post id, sort key, terms from `index_terms`)."""
+    """Index posts given as (post id, sort key, terms from `index_terms`); none of them may be
+    in the index already (they were just stored, or the index is being rebuilt)."""
     if not rows:
         return
     if conn.dialect.name == "sqlite":
@@ -79,9 +76,11 @@ def add_to_index(conn: Connection, rows: Sequence[tuple[int, int, IndexTerms]]) 
             [(key, terms[0], terms[1]) for _, key, terms in sorted(rows, key=_by_key)],
         )
     else:
-        conn.execute(
-            _PG_ADD, [{"id": pid, "key": key, "vector": terms} for pid, key, terms in rows]
-        )
+        # COPY (tingfeng.db.bulk): the posts were just stored, so none is indexed yet; the
+        # vector's text form is what the CAST read before.
+        from tingfeng.db.bulk import copy_rows
+
+        copy_rows(conn, "post_search", ("post_id", "sort_key", "vector"), rows)
 
 
 def remove_from_index(conn: Connection, rows: Sequence[IndexRow]) -> None:
