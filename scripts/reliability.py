@@ -219,7 +219,8 @@ def _load_lines(load: dict[str, Any]) -> list[str]:
     settings = load.get("settings", {})
     out = [
         f"{settings.get('users', '?')} signed-in users for {settings.get('seconds', '?')} s "
-        f"({settings.get('db', '?')}), at {load.get('when', '?')}; "
+        f"({settings.get('db', '?')}, {settings.get('web_processes', 1)} web process(es)), "
+        f"at {load.get('when', '?')}; "
         "floor: p95 ≤ 300 ms, 0 errors, ingest rate held (≥ 95% of the target).",
         "",
         "| Phase | Ingest target → stored posts/s | Kind | Requests | Errors | p50 ms | p95 ms "
