@@ -89,10 +89,12 @@ class Proc:
         self.popen.wait(timeout=30)
 
     def terminate(self) -> None:
-        """SIGTERM (what systemd and `kill` send), and wait for the exit."""
+        """SIGTERM (what systemd and `kill` send), and wait for the exit. A graceful stop first
+        finishes the batch in hand, and a fresh worker loads its models for it: on a loaded
+        2-core machine that took more than 30 s (CI), hence the long wait."""
         if self.alive:
             self.popen.send_signal(signal.SIGTERM)
-        self.popen.wait(timeout=30)
+        self.popen.wait(timeout=120)
 
     def stop(self) -> None:
         """A graceful stop (SIGINT), SIGKILL if it takes more than 20 s."""

@@ -15,6 +15,7 @@ import sys
 import time
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -73,6 +74,17 @@ def test_acknowledged_tasks_are_not_run_again(fresh_redis_url: str) -> None:
     assert other.queue_size() == 0
 
 
+def _once_redis_answers(take: Any, timeout_s: float = 30) -> Any:
+    """`take()` again until the restarted Redis answers (its first calls fail to connect)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return take()
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "Redis did not come back"
+            time.sleep(0.2)
+
+
 def test_a_task_whose_run_outlives_redis_is_run_again_not_set_aside() -> None:
     """Redis is killed (kill -9) while a task runs. Huey cannot record the task's outcome, so
     the task goes back to the queue once Redis is back, before anything new is taken. (It once
@@ -97,14 +109,7 @@ def test_a_task_whose_run_outlives_redis_is_run_again_not_set_aside() -> None:
         with pytest.raises(redis.ConnectionError):
             huey.dequeue()  # nothing is taken, and nothing is set aside, while Redis is away
         server.start()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                task = huey.dequeue()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "Redis did not come back"
-                time.sleep(0.2)
+        task = _once_redis_answers(huey.dequeue)
         huey.execute(task)
         huey.execute(huey.dequeue())
         assert runs == [1, 1, 2]
@@ -121,14 +126,7 @@ def test_an_acknowledgement_redis_missed_is_delivered_before_the_next_task() -> 
         server.kill()
         storage.ack()  # Redis is away: the acknowledgement waits, without an error
         server.start()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                taken = storage.dequeue()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "Redis did not come back"
-                time.sleep(0.2)
+        taken = _once_redis_answers(storage.dequeue)
         assert taken == b"second"
         assert storage.in_hand() == 1  # "first" acknowledged, "second" in hand
         assert storage.set_aside_count() == 0
