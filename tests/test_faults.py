@@ -85,6 +85,9 @@ from tingfeng.tasks import Queue, build_queue
 
 BATCH = 100
 POSTS = 1600
+# The PostgreSQL and Redis restart test: imported posts (batches of BATCH) and pushed posts.
+RESTART_POSTS = 10_000
+RESTART_PUSHED = 2_000
 
 
 def start_worker(db: str, queue: str, tmp: Path, name: str) -> Proc:
@@ -671,10 +674,13 @@ def test_postgres_and_redis_restarted_under_load_lose_nothing(
         try:
             wait_for(lambda: redis_waiting(queue_url) >= 2, 90, "two workers", procs)
             queue = build_queue(Settings(database_url=db, queue_url=queue_url))
-            items = ced_items(POSTS)
+            # Enough work that both restarts land in the middle of it: with COPY, the 1,600
+            # posts this test once used were all stored before PostgreSQL was restarted.
+            items = ced_items(RESTART_POSTS)
             for batch in batches(items, BATCH):
                 queue.enqueue_items(imported.id, "Asia/Shanghai", batch)
-            pushed = push_items(800, prefix="r")
+            total = -(-len(items) // BATCH)
+            pushed = push_items(RESTART_PUSHED, prefix="r")
             pusher = Pusher(f"http://127.0.0.1:{port}/api/v1/sources/{push.id}/posts", token,
                             pushed, 40)  # fmt: skip
             pusher.start()
@@ -687,10 +693,11 @@ def test_postgres_and_redis_restarted_under_load_lose_nothing(
 
             wait_for(lambda: batches_done() >= 2 and len(pusher.accepted) >= 2, 120,
                      "work before the PostgreSQL restart", procs)  # fmt: skip
+            assert queue.huey.pending_count() > 0, "all done before the restart: more posts"
             postgres_server.restart()
             done = batches_done()
-            wait_for(lambda: batches_done() >= done + 2 and len(pusher.accepted) >= 8, 120,
-                     "work after the PostgreSQL restart", procs)  # fmt: skip
+            wait_for(lambda: batches_done() >= min(done + 2, total) and len(pusher.accepted) >= 8,
+                     120, "work after the PostgreSQL restart", procs)  # fmt: skip
             redis_server.kill()
             redis_server.start()
             pusher.join(timeout=180)
@@ -707,9 +714,10 @@ def test_postgres_and_redis_restarted_under_load_lose_nothing(
     tally = posts_tally(engine, accepted)
     write_tally(
         "postgres_and_redis_restart_under_load",
-        notes="2 workers ingesting 16 batches from Redis and a client pushing 20 requests to a "
-        "web process; PostgreSQL restarted (fast shutdown) after 2 batches, Redis (appendonly, "
-        f"fsync always) killed with kill -9 and started again; {pusher.retried} pushes retried",
+        notes=f"2 workers ingesting {total} batches from Redis and a client pushing "
+        f"{-(-RESTART_PUSHED // 40)} requests to a web process; PostgreSQL restarted (fast "
+        "shutdown) after 2 batches, Redis (appendonly, fsync always) killed with kill -9 and "
+        f"started again; {pusher.retried} pushes retried",
         **tally,
     )
     assert tally["posts_lost"] == 0 and tally["posts_duplicated"] == 0
