@@ -156,7 +156,9 @@ def _worker(settings: Settings, tmp: Path) -> subprocess.Popen:
         "TINGFENG_DATABASE_URL": settings.database_url,
         "TINGFENG_DATA_DIR": str(settings.data_dir),
         "TINGFENG_FETCH_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
-        "TINGFENG_DELIVERY_TIMEOUT_S": "0.5",
+        # Well above the receiver's 0.3 s: a send that times out on a loaded machine is sent
+        # again (same Idempotency-Key), which the SIGTERM case would count as a duplicate.
+        "TINGFENG_DELIVERY_TIMEOUT_S": "5",
         "TINGFENG_OUTBOX_POLL_S": "0.1",
         "TINGFENG_WORKERS": "1",
     }
