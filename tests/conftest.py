@@ -115,9 +115,31 @@ def redis_url(redis_server: servers.RedisServer) -> str:
     return redis_server.url
 
 
+def _stray_queue_processes() -> list[int]:
+    """`tingfeng … --queue …` children of this process still running (from /proc)."""
+    import os
+
+    mine, found = str(os.getpid()), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if ppid == mine and b"tingfeng.cli" in args and b"--queue" in args:
+            found.append(int(entry.name))
+    return found
+
+
 @pytest.fixture
-def fresh_redis_url(redis_server: servers.RedisServer) -> str:
-    """The Redis URL, with the server running and all its data flushed before this test."""
+def fresh_redis_url(redis_server: servers.RedisServer) -> Iterator[str]:
+    """The Redis URL, with the server running and all its data flushed before this test.
+
+    Afterwards, a worker the test left running (a failure between its start and its stop) is
+    killed: it would otherwise take the tasks of the next tests from this same Redis, into
+    another test's database, and fail them one after another."""
     if not redis_server.running:  # a fault test left it down
         redis_server.start()
     import redis
@@ -127,7 +149,16 @@ def fresh_redis_url(redis_server: servers.RedisServer) -> str:
         client.flushall()
     finally:
         client.close()
-    return redis_server.url
+    yield redis_server.url
+    import os
+    import signal
+
+    for pid in _stray_queue_processes():
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
 
 
 @pytest.fixture(

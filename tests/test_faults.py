@@ -84,7 +84,9 @@ from tingfeng.tasks import Queue, build_queue
 # --- 1. kill -9 of a worker in the middle of ingest (PostgreSQL + Redis) ----------------------
 
 BATCH = 100
-POSTS = 1600
+# Enough batches that two workers (COPY on PostgreSQL: tens of ms a batch) still have some
+# queued when the victim is killed half-way.
+POSTS = 4000
 # The PostgreSQL and Redis restart test: imported posts (batches of BATCH) and pushed posts.
 RESTART_POSTS = 10_000
 RESTART_PUSHED = 2_000
@@ -110,23 +112,30 @@ def worker_killed_mid_ingest(
     with write_transaction(engine) as conn:
         source = add_source(conn, name="import:ced", kind="import", config={"path": str(CED)})
     workers = [start_worker(db, queue_url, tmp, f"worker{n}") for n in (1, 2)]
-    wait_for(lambda: redis_waiting(queue_url) >= 2, 60, "two workers polling Redis", workers)
-    settings = Settings(database_url=db, queue_url=queue_url, data_dir=tmp / "var")
-    queue = build_queue(settings)
-    items = ced_items(POSTS)
-    for batch in batches(items, BATCH):
-        queue.enqueue_items(source.id, "Asia/Shanghai", batch)
+    try:
+        wait_for(lambda: redis_waiting(queue_url) >= 2, 60, "two workers polling Redis", workers)
+        settings = Settings(database_url=db, queue_url=queue_url, data_dir=tmp / "var")
+        queue = build_queue(settings)
+        items = ced_items(POSTS)
+        for batch in batches(items, BATCH):
+            queue.enqueue_items(source.id, "Asia/Shanghai", batch)
 
-    def batches_done() -> int:
-        with engine.connect() as conn:
-            return conn.execute(select(func.count(FetchLog.id))).scalar_one()
+        def batches_done() -> int:
+            with engine.connect() as conn:
+                return conn.execute(select(func.count(FetchLog.id))).scalar_one()
 
-    wait_for(lambda: batches_done() >= kill_after, 120, f"{kill_after} batches", workers)
-    assert queue.huey.pending_count() > 0, "all batches were taken before the kill: more posts"
-    victim = workers.pop(0)
-    victim.terminate() if sigterm else victim.kill9()
-    workers.append(start_worker(db, queue_url, tmp, "worker3"))
-    wait_for(lambda: queue_idle(queue.huey, queue_url, 2), 180, "the queue to drain", workers)
+        wait_for(lambda: batches_done() >= kill_after, 120, f"{kill_after} batches", workers)
+        pending = queue.huey.pending_count()
+        assert pending > 0, "all batches were taken before the kill: more posts"
+        victim = workers.pop(0)
+        victim.terminate() if sigterm else victim.kill9()
+        workers.append(start_worker(db, queue_url, tmp, "worker3"))
+        wait_for(lambda: queue_idle(queue.huey, queue_url, 2), 180, "the queue to drain", workers)
+    except BaseException:
+        for w in workers:  # left running, they would take the next tests' tasks
+            w.stop()
+        engine.dispose()
+        raise
     return engine, queue, {(i.platform, i.external_id) for i in items}, workers
 
 
