@@ -144,6 +144,8 @@ def run_role(settings: Settings, role: str) -> None:
         threading.Thread(target=loop.run, name="scheduler", daemon=True).start()
         alerts = start_alerts(queue, clock=True, dispatcher=True)
     app = create_app(settings, queue=queue)
+    # The helpers that analyse pushed batches load their models now, not at the first push.
+    queue.runtime.prepare_helper.start()
     try:
         extra: dict[str, Any] = {}
         if settings.log_format == "json":

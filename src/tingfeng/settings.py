@@ -118,8 +118,16 @@ class Settings(BaseSettings):
     )
     prepare_processes: int = Field(
         1,
-        description="Helper processes that analyse posts of a large ingest while the main "
-        "process stores them; 0 analyses in the storing process.",
+        description="Helper processes that analyse posts of a large ingest, or of a pushed "
+        "batch, while the storing process stores the one before; 0 analyses in the storing "
+        "process.",
+    )
+    push_helper_min_posts: int = Field(
+        20,
+        ge=1,
+        description="Pushed batches of at least this many posts are analysed by a helper process "
+        "(prepare_processes); smaller ones in the web process, where the trip costs more than "
+        "it saves.",
     )
     match_topics_on_ingest: bool = Field(
         True,

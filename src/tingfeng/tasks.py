@@ -38,6 +38,7 @@ class Runtime:
     _engine: Any = None
     _ingestor: Ingestor | None = None
     _fetcher: Fetcher | None = None
+    _prepare_helper: Any = None
 
     @property
     def engine(self) -> Any:
@@ -61,7 +62,24 @@ class Runtime:
                 self._fetcher = Fetcher(self.settings)
             return self._fetcher
 
+    @property
+    def prepare_helper(self) -> Any:
+        """The helper processes that analyse pushed batches (tingfeng.ingest.helper)."""
+        engine = self.engine
+        with self._lock:
+            if self._prepare_helper is None:
+                from tingfeng.ingest.helper import PrepareHelper
+
+                self._prepare_helper = PrepareHelper(self.settings, engine.dialect.name)
+            return self._prepare_helper
+
+    def stop_helpers(self) -> None:
+        """Stop the helper processes (when the web application shuts down)."""
+        if self._prepare_helper is not None:
+            self._prepare_helper.close()
+
     def close(self) -> None:
+        self.stop_helpers()
         if self._fetcher is not None:
             self._fetcher.close()
         if self._engine is not None:

@@ -138,8 +138,12 @@ def _prepare(workdir: Path, receiver: Receiver) -> tuple[dict[str, str], int, st
     return env, source.id, token
 
 
-def _start_server(workdir: Path, env: dict[str, str], port: int, wake: bool) -> subprocess.Popen:
+def _start_server(
+    workdir: Path, env: dict[str, str], port: int, wake: bool, helper: bool = True
+) -> subprocess.Popen:
     full = os.environ | env | {"TINGFENG_OUTBOX_WAKE": "true" if wake else "false"}
+    if not helper:  # the baseline: every pushed post analysed in the web process
+        full["TINGFENG_PREPARE_PROCESSES"] = "0"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tingfeng.cli", "serve", "--port", str(port)],
         cwd=workdir,
@@ -167,9 +171,11 @@ def run_alert_bench(
     *,
     fire_every: int = 20,
     wake: bool = True,
+    helper: bool = True,
     drain_s: float = 90.0,
 ) -> dict[str, Any]:
-    """Push `rate` posts/s for `seconds`; one in `fire_every` fires the rule."""
+    """Push `rate` posts/s for `seconds`; one in `fire_every` fires the rule. `helper=False`
+    analyses pushed posts in the web process (tingfeng.ingest.helper), as before it existed."""
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per push otherwise
@@ -178,7 +184,7 @@ def run_alert_bench(
         workdir = Path(tmp)
         env, source_id, token = _prepare(workdir, receiver)
         port = _free_port()
-        server = _start_server(workdir, env, port, wake)
+        server = _start_server(workdir, env, port, wake, helper)
         try:
             result = _drive(port, source_id, token, receiver, rate, seconds, fire_every, drain_s)
         finally:
@@ -188,7 +194,7 @@ def run_alert_bench(
             except subprocess.TimeoutExpired:
                 server.kill()
             receiver.close()
-    result.update(rate=rate, seconds=seconds, fire_every=fire_every, wake=wake)
+    result.update(rate=rate, seconds=seconds, fire_every=fire_every, wake=wake, helper=helper)
     return result
 
 
@@ -211,6 +217,7 @@ def _drive(
     sent_at: dict[int, float] = {}
     accepted: set[int] = set()
     errors: list[str] = []
+    request_ms: list[float] = []  # how long each push request took (to its answer)
     lock = threading.Lock()
     client = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=8))
 
@@ -221,6 +228,8 @@ def _drive(
                 sent_at[m] = t0
         try:
             r = client.post(url, headers=headers, json={"posts": batch})
+            with lock:
+                request_ms.append((time.perf_counter() - t0) * 1000)
             ok = r.status_code == 200
             if not ok:
                 errors.append(f"{r.status_code}: {r.text[:200]}")
@@ -232,9 +241,13 @@ def _drive(
                 accepted.update(marks)
 
     # Warm-up, not measured: the first request loads the models, the first alert the rules.
-    warm = client.post(
-        url, headers=headers, json={"posts": [{"id": "warm", "text": "预警测试 TFB9999999 热身"}]}
-    )
+    # As many posts as a batch the helper process analyses (push_helper_min_posts), so that
+    # it has loaded its models too.
+    warm_posts = [{"id": "warm", "text": "预警测试 TFB9999999 热身"}]
+    warm_posts += [
+        {"id": f"warm{i}", "text": f"{TEXTS[i % len(TEXTS)]}（热身{i}）"} for i in range(40)
+    ]
+    warm = client.post(url, headers=headers, json={"posts": warm_posts})
     if warm.status_code != 200:
         raise RuntimeError(f"the push API refused the warm-up post: {warm.text[:300]}")
     deadline = time.perf_counter() + 60
@@ -298,7 +311,17 @@ def _drive(
         "over_1s": late,
         "drain_s": round(time.perf_counter() - start - pushed_s, 1),
         "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
+        # Where the latency goes: the push request itself (analysis, storage, the rule) …
+        "push_p50_ms": _percentile(request_ms, 50),
+        "push_p99_ms": _percentile(request_ms, 99),
     }
+
+
+def _percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))], 1)
 
 
 def main_json(rate: float, seconds: float) -> str:

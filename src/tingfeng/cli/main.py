@@ -984,6 +984,10 @@ def bench_alerts(
     no_wake: Annotated[
         bool, typer.Option("--no-wake", help="Baseline: the sender only polls the outbox.")
     ] = False,
+    no_helper: Annotated[
+        bool,
+        typer.Option("--no-helper", help="Baseline: pushed posts analysed in the web process."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Alert latency from push to a webhook receiver, with lost and duplicated alerts, on a
@@ -993,7 +997,9 @@ def bench_alerts(
     if rate <= 0 or seconds <= 0 or fire_every < 1:
         fail("--rate and --seconds must be positive and --fire-every at least 1")
     try:
-        result = run_alert_bench(rate, seconds, fire_every=fire_every, wake=not no_wake)
+        result = run_alert_bench(
+            rate, seconds, fire_every=fire_every, wake=not no_wake, helper=not no_helper
+        )
     except RuntimeError as exc:
         fail(str(exc))
     if as_json:

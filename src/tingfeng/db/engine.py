@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,11 +86,82 @@ def is_sqlite(bind: Engine | Connection) -> bool:
     return bind.dialect.name == "sqlite"
 
 
+class _FairWriterLock:
+    """First come, first served turns at a SQLite database's single writer, within a process.
+
+    SQLite's busy handler makes a waiting writer sleep in growing steps (up to 100 ms) and try
+    again; a writer that commits and begins again at once (the ingest of back-to-back pushes)
+    wins almost every time. The outbox sender waited behind it for seconds, and alerts with
+    it. Here writers of one process queue in order instead; other processes still meet the
+    busy handler. Re-entrant per thread: a nested write transaction behaves as before.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[object] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self, timeout_s: float) -> bool:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            ticket = object()
+            self._queue.append(ticket)
+            if not self._cond.wait_for(
+                lambda: self._owner is None and self._queue[0] is ticket, timeout_s
+            ):
+                # Not our turn in time: go on to SQLite, which says "database is locked".
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+                return False
+            self._queue.popleft()
+            self._owner, self._depth = me, 1
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+
+_writer_locks: dict[str, _FairWriterLock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> _FairWriterLock | None:
+    database = engine.url.database or ""
+    if not database or database == ":memory:":
+        return None
+    key = str(Path(database).expanduser().resolve())
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(key, _FairWriterLock())
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write: immediate on SQLite, ordinary on PostgreSQL."""
-    with engine.connect() as conn:
-        if is_sqlite(engine):
-            conn = conn.execution_options(sqlite_immediate=True)
-        with conn.begin():
-            yield conn
+    """A transaction that will write: immediate on SQLite (writers of this process take their
+    turns in order, `_FairWriterLock`), ordinary on PostgreSQL."""
+    lock = _writer_lock(engine) if is_sqlite(engine) else None
+    held = lock is not None and lock.acquire(_busy_timeout_s(engine))
+    try:
+        with engine.connect() as conn:
+            if is_sqlite(engine):
+                conn = conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+    finally:
+        if held:
+            assert lock is not None
+            lock.release()
+
+
+def _busy_timeout_s(engine: Engine) -> float:
+    try:
+        return float(engine.url.query.get("timeout", 30))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 30.0

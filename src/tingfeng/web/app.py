@@ -95,6 +95,8 @@ def create_app(
     )
     app.state.engine = rt.engine
     app.state.runtime = rt
+    # The push analysis helpers (tingfeng.ingest.helper) end with the application.
+    app.router.on_shutdown.append(rt.stop_helpers)
     app.state.settings = settings
 
     def openapi() -> dict[str, Any]:
@@ -253,10 +255,19 @@ def create_app(
 
         items = await run_in_threadpool(parse)
         started = datetime.now(UTC)
-
-        stats = await run_in_threadpool(
-            rt.ingestor.ingest, SourceRef(source.id, source.timezone, source.region), items
-        )
+        ref = SourceRef(source.id, source.timezone, source.region)
+        ingestor = rt.ingestor
+        prepared = None
+        if rt.prepare_helper.wanted(len(items)):
+            # Analysed in a helper process (tingfeng.ingest.helper); this one only stores.
+            prepared = await run_in_threadpool(
+                rt.prepare_helper.prepare, ref, items, ingestor.now()
+            )
+        if prepared is None:
+            stats = await run_in_threadpool(ingestor.ingest, ref, items)
+        else:
+            stats = await run_in_threadpool(ingestor.store_prepared, ref, prepared)
+            stats.seconds = (datetime.now(UTC) - started).total_seconds()
         await run_in_threadpool(
             record_push, rt.engine, source.id, stats, started, datetime.now(UTC)
         )
