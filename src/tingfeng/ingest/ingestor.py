@@ -25,7 +25,7 @@ from tingfeng.analyze.segment import Segmenter
 from tingfeng.collect.errors import CollectError
 from tingfeng.collect.items import ItemError, RawItem
 from tingfeng.db import posts as store
-from tingfeng.db.engine import make_engine, write_transaction
+from tingfeng.db.engine import write_transaction
 from tingfeng.db.models import Post
 from tingfeng.ingest.prepare import Draft, ItemRejected, Preparer, segmenter_for
 from tingfeng.ingest.readings import TaxonomyWatcher, reader_for, sqlite_encoded, store_readings
@@ -180,14 +180,9 @@ def _produce(
 ) -> None:
     """The helper process: read and analyse batches, hand them to the writer in order."""
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    segmenter = segmenter_for(settings)
-    preparer = Preparer(segmenter, settings.default_timezone, settings.dedup_min_chars)
-    preparer.byline = byline_for(settings)
-    watcher = None
-    if settings.analyze_on_ingest:
-        engine = make_engine(settings.database_url)
-        preparer.reader = reader_for(settings, engine, segmenter)
-        watcher = TaxonomyWatcher(engine, preparer.reader)
+    from tingfeng.ingest.helper import helper_preparer
+
+    preparer, watcher = helper_preparer(settings)
     try:
         iterator = iter(reader())
         while True:
