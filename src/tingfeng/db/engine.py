@@ -20,15 +20,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-        # How long a writer waits for another one's lock before "database is locked":
-        # sqlite:///FILE?timeout=SECONDS, 30 by default.
-        try:
-            timeout_s = float(parsed.query.get("timeout", 30))
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"timeout={parsed.query.get('timeout')!r} in the database URL is not a number "
-                "of seconds"
-            ) from None
+        timeout_s = _busy_timeout_s(parsed)
         # No bound on a file database's pool (its connections are cheap): the holder of the
         # write lock may need a second connection (the topic stage reads beside the ingest's
         # transaction), and with a bounded pool, requests waiting for that lock (sign-ins,
@@ -129,25 +121,35 @@ class _FairWriterLock:
                 self._cond.notify_all()
 
 
-_writer_locks: dict[str, _FairWriterLock] = {}
+_writer_locks: dict[str, _FairWriterLock] = {}  # by database file, resolved
+_writer_lock_of: dict[str, tuple[_FairWriterLock, float] | None] = {}  # by URL, as given
 _writer_locks_guard = threading.Lock()
 
 
-def _writer_lock(engine: Engine) -> _FairWriterLock | None:
+def _writer_lock(engine: Engine) -> tuple[_FairWriterLock, float] | None:
+    """The turn lock of a SQLite engine's file and its busy timeout (looked up once per URL:
+    this runs for every write transaction)."""
+    key = str(engine.url)
+    found = _writer_lock_of.get(key, False)
+    if found is not False:
+        return found  # type: ignore[return-value]
     database = engine.url.database or ""
-    if not database or database == ":memory:":
-        return None
-    key = str(Path(database).expanduser().resolve())
-    with _writer_locks_guard:
-        return _writer_locks.setdefault(key, _FairWriterLock())
+    entry = None
+    if database and database != ":memory:":
+        path = str(Path(database).expanduser().resolve())
+        with _writer_locks_guard:
+            entry = (_writer_locks.setdefault(path, _FairWriterLock()), _busy_timeout_s(engine.url))
+    _writer_lock_of[key] = entry
+    return entry
 
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: immediate on SQLite (writers of this process take their
     turns in order, `_FairWriterLock`), ordinary on PostgreSQL."""
-    lock = _writer_lock(engine) if is_sqlite(engine) else None
-    held = lock is not None and lock.acquire(_busy_timeout_s(engine))
+    entry = _writer_lock(engine) if is_sqlite(engine) else None
+    lock = entry[0] if entry is not None else None
+    held = entry is not None and entry[0].acquire(entry[1])
     try:
         with engine.connect() as conn:
             if is_sqlite(engine):
@@ -160,8 +162,12 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             lock.release()
 
 
-def _busy_timeout_s(engine: Engine) -> float:
+def _busy_timeout_s(url: Any) -> float:
+    """How long a writer waits for another one's lock before "database is locked":
+    sqlite:///FILE?timeout=SECONDS, 30 by default."""
     try:
-        return float(engine.url.query.get("timeout", 30))  # type: ignore[arg-type]
+        return float(url.query.get("timeout", 30))
     except (TypeError, ValueError):
-        return 30.0
+        raise ValueError(
+            f"timeout={url.query.get('timeout')!r} in the database URL is not a number of seconds"
+        ) from None

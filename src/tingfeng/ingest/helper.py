@@ -80,7 +80,6 @@ class PrepareHelper:
         self.dialect = dialect
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
-        self.restarts = 0
 
     def wanted(self, count: int) -> bool:
         """Whether a batch of `count` items is worth sending to the helper."""
@@ -114,7 +113,6 @@ class PrepareHelper:
             with self._lock:
                 if self._pool is pool:
                     self._pool = None
-                    self.restarts += 1
             pool.shutdown(wait=False, cancel_futures=True)
             return None
 
@@ -126,13 +124,6 @@ class PrepareHelper:
         pool = self._get_pool()
         for _ in range(self.settings.prepare_processes):
             pool.submit(_ready)
-
-    def pids(self) -> list[int]:
-        """The helper processes running now (for tests and diagnostics)."""
-        pool = self._pool
-        if pool is None:
-            return []
-        return [p.pid for p in list(getattr(pool, "_processes", {}).values()) if p.pid]
 
     def close(self) -> None:
         with self._lock:
