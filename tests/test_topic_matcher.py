@@ -30,6 +30,7 @@ from tingfeng.topics import (
     evaluate,
     highlight_spans,
     parse_query,
+    prefilter,
     required_literals,
     to_text,
     topic_matches,
@@ -192,6 +193,16 @@ def test_hits_carry_the_matched_terms() -> None:
     matcher = TopicMatcher([Topic(9, "(地震 OR 余震 OR 海啸) 救援* NOT 演习 NOT NOT 伤亡")])
     [hit] = matcher.match(TopicDoc("地震、海啸后救援，有伤亡"))
     assert hit == TopicHit(9, ("地震", "海啸", "救援*", "伤亡"))
+
+
+def test_posts_matching_nothing_allocate_nothing() -> None:
+    # A new list per post that matches nothing (most of them) woke the garbage collector,
+    # whose full passes cost more than the matching (the benchmark halved at random).
+    docs = [TopicDoc(f"今天天气很好 {n}") for n in range(50)] + [TopicDoc("地震救援")]
+    for backend in BACKENDS:
+        got = TopicMatcher([Topic(1, "地震"), Topic(2, "海啸")], backend=backend).match_many(docs)
+        assert all(hits is got[0] for hits in got[:50]) and got[0] == ()
+        assert [h.topic_id for h in got[50]] == [1]
 
 
 def test_matcher_rejects_bad_topics() -> None:
@@ -509,3 +520,29 @@ def test_matching_is_thread_safe() -> None:
         assert not errors
         for k in range(4):
             assert results[k] == expected[k % 2 :: 2] + expected
+
+
+def test_two_character_table_finds_what_the_byte_scanner_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Many two-character literals (as at thousands of Chinese topics) go to a lookup table;
+    # it must report exactly the (post, literal) pairs a substring search finds, for every
+    # backend, with posts that are empty, hold a NUL, emoji or the literals at their edges.
+    texts = [normalize(d.text) for d in _real_posts(1500, 200)]
+    texts += ["", "地震", "\x00地震\x00", "😀地震😀", "ab", "a", "地", "震地"]
+    corpus = "".join(texts)
+    pairs = sorted({corpus[i : i + 2] for i in range(0, len(corpus) - 1, 7)} - {""})
+    pairs = [p for p in pairs if "\x00" not in p][:1500]
+    patterns = [*pairs, "地震局", "earthquake", "救援", "rescue"]
+    monkeypatch.setattr(prefilter, "PAIR_TABLE_MIN", 1000)
+    assert sum(len(p) == 2 for p in patterns) >= prefilter.PAIR_TABLE_MIN
+    expected = [sorted({k for k, p in enumerate(patterns) if p in t}) for t in texts]
+    for backend in BACKENDS:
+        scanner = prefilter.make_scanner(patterns, backend)
+        assert type(scanner).__name__ == "_PairScanner"
+        segments, ids = scanner.scan(texts)
+        got: list[list[int]] = [[] for _ in texts]
+        for segment, pid in zip(segments.tolist(), ids.tolist(), strict=True):
+            got[segment].append(pid)
+        assert got == expected
+        assert [sorted(scanner.scan_one(t)) for t in texts] == expected

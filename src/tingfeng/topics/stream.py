@@ -17,7 +17,8 @@ from sqlalchemy import Connection, Engine, insert, select
 
 from tingfeng.analyze.normalize import normalize
 from tingfeng.db.models import Source, TopicMatch, utc_now
-from tingfeng.topics import TopicDoc, TopicHit, TopicMatcher
+from tingfeng.topics import TopicDoc, TopicMatcher
+from tingfeng.topics.matcher import Hits
 from tingfeng.topics.store import list_topics, topics_stamp
 from tingfeng.topics.syntax import site_host
 
@@ -139,14 +140,14 @@ class TopicStage:
             normalized=True,
         )
 
-    def match(self, conn: Connection, posts: Sequence[NewPost]) -> dict[int, list[TopicHit]]:
+    def match(self, conn: Connection, posts: Sequence[NewPost]) -> dict[int, Hits]:
         """Match and store; returns post id -> hits for the posts that matched a topic."""
         self.check()
         if self.matcher is None or not posts:
             return {}
         names = self._source_names(conn, {p.source_id for p in posts})
         docs = [self.doc(p, names.get(p.source_id, "")) for p in posts]
-        found: dict[int, list[TopicHit]] = {}
+        found: dict[int, Hits] = {}
         rows = []
         now = utc_now()
         for post, hits in zip(posts, self.matcher.match_many(docs), strict=True):
