@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tingfeng.collect.scheduler import SchedulerLoop
+from tingfeng.heap import settle_heap
 from tingfeng.settings import Settings
 from tingfeng.tasks import Queue, build_queue
 
@@ -118,6 +119,8 @@ def run_role(settings: Settings, role: str) -> None:
     logging.getLogger("huey").setLevel(max(logging.WARNING, logging.getLogger().level))
     queue = build_queue(settings)
     if role == "worker":
+        queue.runtime.ingestor.ready()
+        log.info("start-up objects set aside from garbage collection: %d", settle_heap())
         run_worker(queue, settings.workers)
         return
     if role == "scheduler":
@@ -144,8 +147,12 @@ def run_role(settings: Settings, role: str) -> None:
         threading.Thread(target=loop.run, name="scheduler", daemon=True).start()
         alerts = start_alerts(queue, clock=True, dispatcher=True)
     app = create_app(settings, queue=queue)
-    # The helpers that analyse pushed batches load their models now, not at the first push.
+    # The helpers that analyse pushed batches load their models now, not at the first push,
+    # and so does this process (for small batches); then what it keeps leaves the collector's
+    # way (tingfeng.heap).
     queue.runtime.prepare_helper.start()
+    queue.runtime.ingestor.ready()
+    log.info("start-up objects set aside from garbage collection: %d", settle_heap())
     try:
         extra: dict[str, Any] = {}
         if settings.log_format == "json":

@@ -15,13 +15,16 @@ analysed in the web process instead and a new helper is started for the next one
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from typing import Any
 
 from tingfeng.collect.items import ItemError, RawItem
+from tingfeng.heap import settle_heap
 from tingfeng.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,8 +54,23 @@ def helper_preparer(settings: Settings) -> tuple[Any, Any]:
     return preparer, watcher
 
 
+def exit_with_parent() -> None:
+    """End this helper process when the process that started it is gone (kill -9 or a stop
+    signal before its handlers were set): it would otherwise wait on its queue for ever,
+    holding its memory and the parent's output pipes."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _start(settings: Settings, dialect: str) -> None:
     global _preparer, _watcher, _dialect
+    exit_with_parent()
     _preparer, _watcher = helper_preparer(settings)
     _dialect = dialect
 
@@ -69,6 +87,7 @@ def _ready() -> bool:
     """Load the models (the first reading does), so that no pushed batch waits for them."""
     if _preparer is not None and _preparer.reader is not None:
         _preparer.reader.read_batch(["预热：加载模型"], ["zh"], [None])
+    settle_heap()
     return _preparer is not None
 
 

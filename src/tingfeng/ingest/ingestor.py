@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -164,13 +163,6 @@ def _read(preparer: Preparer, source: SourceRef, drafts: list[Draft], encode: bo
         draft.reading = reading
 
 
-def _exit_with_parent(parent: int) -> None:
-    # A helper whose ingest was killed (kill -9) would otherwise block on its queue for ever.
-    while os.getppid() == parent:
-        time.sleep(1)
-    os._exit(0)
-
-
 def _produce(
     settings: Settings,
     source: SourceRef,
@@ -179,9 +171,9 @@ def _produce(
     queue: Any,
 ) -> None:
     """The helper process: read and analyse batches, hand them to the writer in order."""
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    from tingfeng.ingest.helper import helper_preparer
+    from tingfeng.ingest.helper import exit_with_parent, helper_preparer
 
+    exit_with_parent()
     preparer, watcher = helper_preparer(settings)
     try:
         iterator = iter(reader())
@@ -250,6 +242,14 @@ class Ingestor:
         # groups see each other's posts (and on SQLite only one writer runs at a time anyway).
         self._lock = threading.Lock()
         self._refreshed = 0.0
+
+    def ready(self) -> None:
+        """Load now what the first batch would: the near-duplicate memory and the models."""
+        with self._lock:
+            if not self._warmed:
+                self.warm()
+        if self.preparer.reader is not None:
+            self.preparer.reader.read_batch(["预热：加载模型"], ["zh"], [None])
 
     def warm(self, limit: int | None = None) -> int:
         """Reload recent posts into the near-duplicate memory after a restart."""
