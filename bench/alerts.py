@@ -37,7 +37,7 @@ def print_table(r: dict[str, Any]) -> None:
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for x in r["runs"]:
         print(
-            f"| {x['rate']:,.0f} | {_setup(x)} "
+            f"| {x['rate']:,.0f} | {setup_label(x)} "
             f"| {x['posts_per_s_achieved']:,.0f} | {x['sent']} | {x['received']} | {x['lost']} "
             f"| {x['duplicated']} | {x['p50_ms']} | {x['p95_ms']} | {x['p99_ms']} "
             f"| {x['over_1s']} | {x.get('push_p99_ms')} |"
@@ -45,7 +45,8 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"\nfloors: {r['floors']}")
 
 
-def _setup(x: dict[str, Any]) -> str:
+def setup_label(x: dict[str, Any]) -> str:
+    """How a run was set up, for tables (also docs/reliability.md)."""
     if not x["wake"]:
         return "poll only (baseline)"
     if not x.get("helper", True):

@@ -199,13 +199,17 @@ def render(junit: dict[str, dict[str, Any]]) -> str:
     lines += ["", "## Alert latency (`python -m bench alerts`)", ""]
     alerts = latest("alerts")
     if alerts:
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        from bench.alerts import setup_label
+
         lines += [
-            "| Posts/s | Sender | Sent | Received | Lost | Duplicated | p99 ms |",
+            "| Posts/s | Set-up | Sent | Received | Lost | Duplicated | p99 ms |",
             "|---:|---|---:|---:|---:|---:|---:|",
         ]
         for x in alerts["runs"]:
             lines.append(
-                f"| {x['rate']:,.0f} | {'wake' if x['wake'] else 'poll only'} | {x['sent']} "
+                f"| {x['rate']:,.0f} | {setup_label(x)} | {x['sent']} "
                 f"| {x['received']} | {x['lost']} | {x['duplicated']} | {x['p99_ms']} |"
             )
     else:
