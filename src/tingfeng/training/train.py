@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ PARAMS = {
     "polarity-zh": {"C": 1.0, "review_weight": 2.0, "features": "char 1-3-grams, 2^20 hashed, idf-weighted", "model": "one-vs-rest linear SVM, softmax temperature fitted on dev"},
     # The grid C 0.3/0.5 × virus weight 2/3 was run on dev (best: 0.3, 2; docs/analysis.md);
     # it is kept to the winner since the NB-SVM half made each fit seven SVMs.
-    "emotion-zh": {"C_grid": [0.3], "virus_weight_grid": [2.0], "class_weight": "balanced", "features": "char 1-3-grams, 2^20 hashed, idf-weighted", "model": "one-vs-rest linear SVM + one-vs-rest NB-SVM, averaged (scaled by their dev spread); class offsets tuned on dev for macro-F1"},
+    "emotion-zh": {"C_grid": [0.3], "virus_weight_grid": [2.0], "class_weight": "balanced", "features": "char 1-3-grams, 2^20 hashed, idf-weighted", "model": "one-vs-rest linear SVM + one-vs-rest NB-SVM, averaged (scaled by their dev spread); class offsets tuned on dev for macro-F1", "refit_with_dev": True},
     "polarity-en": {"C": 0.3, "features": "word 1-2-gram presence with negation marks, NB log-count-ratio scaled, 2^20 hashed", "model": "logistic regression (NB-LR)"},
     "credibility-zh": {"C_grid": [10.0, 30.0, 100.0], "features": "char 1-3-grams, 2^20 hashed, idf-weighted", "model": "logistic regression", "split": "cascades with crc32(id) % 5 != 0"},
 }  # fmt: skip
@@ -177,7 +178,37 @@ def train_emotion(data: Path) -> Trained:
             if mean > best[0]:
                 best = (mean, trained)
     assert best[1] is not None
-    return best[1]
+    chosen = best[1]
+    if not params.get("refit_with_dev"):
+        return chosen
+    # With everything chosen on dev, the weights are fitted again on train + dev (11 % more
+    # posts), keeping the class offsets and temperature tuned on dev. Checked without the test
+    # split: with a tenth of train held out, this gave +1.1 (usual) and +1.4 (virus) points of
+    # macro-F1 on it over the train-only model (docs/analysis.md).
+    C, virus_weight = chosen.model.meta["params"]["C"], chosen.model.meta["params"]["virus_weight"]
+    texts = usual.texts + dev_sets["usual"].texts + virus.texts + dev_sets["virus"].texts
+    labels = usual.labels + dev_sets["usual"].labels + virus.labels + dev_sets["virus"].labels
+    weight = np.concatenate(
+        [
+            np.ones(len(usual.texts) + len(dev_sets["usual"].texts)),
+            np.full(len(virus.texts) + len(dev_sets["virus"].texts), virus_weight),
+        ]
+    )
+    refit = _fit_emotion(
+        data,
+        _zh(texts, data).to_csr(),
+        np.array([ds.EMOTIONS.index(e) for e in labels]),
+        weight,
+        C,
+        virus_weight,
+        dev_sets,
+        offsets=np.asarray(chosen.model.meta["offsets"], dtype=np.float64),
+        temperature=chosen.model.temperature,
+    )
+    refit.model.meta["train_rows"] = len(texts)
+    refit.model.meta["refit_with_dev"] = True
+    # The dev scores reported are the train-only model's: the refit has seen dev.
+    return Trained(refit.model, chosen.dev)
 
 
 def _nb_svm_one_vs_rest(
@@ -204,8 +235,19 @@ def _nb_svm_one_vs_rest(
 
 
 def _fit_emotion(
-    data: Path, x, y: np.ndarray, weight: np.ndarray, C: float, virus_weight: float, dev_sets: dict
-) -> Trained:  # type: ignore[no-untyped-def]
+    data: Path,
+    x: Any,  # a scipy sparse matrix
+    y: np.ndarray,
+    weight: np.ndarray,
+    C: float,
+    virus_weight: float,
+    dev_sets: dict,
+    *,
+    offsets: np.ndarray | None = None,
+    temperature: float | None = None,
+) -> Trained:
+    """One fit; class offsets and temperature tuned on dev unless given (a refit that has
+    seen dev keeps those of the fit that had not)."""
     from sklearn.svm import LinearSVC
 
     params = {**PARAMS["emotion-zh"], "C": C, "virus_weight": virus_weight}
@@ -222,11 +264,11 @@ def _fit_emotion(
     meta = {"params": params, "train_rows": int(x.shape[0])}
     model = _with_idf(_linear("emotion-zh", ds.EMOTIONS, "char", coef, intercept, meta), data)
     dev_y = np.array([ds.EMOTIONS.index(e) for s in dev_sets.values() for e in s.labels])
-    scores = model.scores(dev_texts)
-    offsets = _tune_offsets(scores, dev_y)
+    if offsets is None:
+        offsets = _tune_offsets(model.scores(dev_texts), dev_y)
     model.bias = (model.bias + offsets).astype(np.float32)
     scores = model.scores(dev_texts)
-    model.temperature = _fit_temperature(scores, dev_y)
+    model.temperature = _fit_temperature(scores, dev_y) if temperature is None else temperature
     model.meta["offsets"] = [round(float(o), 3) for o in offsets]
     dev = {}
     start = 0
@@ -431,6 +473,8 @@ def write_card_markdown(card: dict, out: Path | None = None) -> Path:
         "Data: the `train` splits of `../shared/data` (ChnSentiCorp, SMP2020-EWECT usual + virus,",
         "SST-2; CED source posts for credibility, split by cascade; CED posts and reposts, unlabelled,",
         "for the keyword idf table). Choices were made on `dev`; `test` was only measured.",
+        "A model with `refit_with_dev` was then fitted again on train + dev with those choices;",
+        "its Dev column is the train-only fit's (the refit has seen dev).",
         "Use: reading public posts for an office's own monitoring; the credibility flag asks people",
         "to check facts, never to remove anything.",
         "",
