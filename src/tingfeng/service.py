@@ -114,13 +114,19 @@ def run_worker(queue: Queue, workers: int) -> None:
             keeper.stop()
 
 
+def _settle(queue: Queue) -> None:
+    """Load what ingest keeps (models, near-duplicate memory) now rather than at the first
+    batch, then set it aside from the garbage collector (tingfeng.heap)."""
+    queue.runtime.ingestor.ready()
+    log.info("start-up objects set aside from garbage collection: %d", settle_heap())
+
+
 def run_role(settings: Settings, role: str) -> None:
     # Huey logs every task at INFO; with a source every few seconds that drowns everything else.
     logging.getLogger("huey").setLevel(max(logging.WARNING, logging.getLogger().level))
     queue = build_queue(settings)
     if role == "worker":
-        queue.runtime.ingestor.ready()
-        log.info("start-up objects set aside from garbage collection: %d", settle_heap())
+        _settle(queue)
         run_worker(queue, settings.workers)
         return
     if role == "scheduler":
@@ -147,12 +153,9 @@ def run_role(settings: Settings, role: str) -> None:
         threading.Thread(target=loop.run, name="scheduler", daemon=True).start()
         alerts = start_alerts(queue, clock=True, dispatcher=True)
     app = create_app(settings, queue=queue)
-    # The helpers that analyse pushed batches load their models now, not at the first push,
-    # and so does this process (for small batches); then what it keeps leaves the collector's
-    # way (tingfeng.heap).
+    # The helpers that analyse pushed batches load their models now, not at the first push.
     queue.runtime.prepare_helper.start()
-    queue.runtime.ingestor.ready()
-    log.info("start-up objects set aside from garbage collection: %d", settle_heap())
+    _settle(queue)
     try:
         extra: dict[str, Any] = {}
         if settings.log_format == "json":

@@ -188,6 +188,10 @@ class Reader:
     def read(self, text: str, lang: str | None = None, source_region: str | None = None) -> Reading:
         return self.read_batch([text], [lang], [source_region])[0]
 
+    def warm_up(self) -> None:
+        """Load what the first reading would (models, dictionaries), so no batch waits for it."""
+        self.read_batch(["预热：加载模型"], ["zh"], [None])
+
     def read_batch(
         self,
         texts: Sequence[str],

@@ -86,7 +86,7 @@ def _prepare_in_helper(source: Any, items: list[RawItem | ItemError], now: datet
 def _ready() -> bool:
     """Load the models (the first reading does), so that no pushed batch waits for them."""
     if _preparer is not None and _preparer.reader is not None:
-        _preparer.reader.read_batch(["预热：加载模型"], ["zh"], [None])
+        _preparer.reader.warm_up()
     settle_heap()
     return _preparer is not None
 

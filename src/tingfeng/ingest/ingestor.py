@@ -249,7 +249,7 @@ class Ingestor:
             if not self._warmed:
                 self.warm()
         if self.preparer.reader is not None:
-            self.preparer.reader.read_batch(["预热：加载模型"], ["zh"], [None])
+            self.preparer.reader.warm_up()
 
     def warm(self, limit: int | None = None) -> int:
         """Reload recent posts into the near-duplicate memory after a restart."""

@@ -195,12 +195,6 @@ class Scanner(Protocol):
         ...
 
 
-class _ByteScanner(Scanner, Protocol):
-    def matches(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(segment, pattern id) of every match in segments joined by NUL, unsorted."""
-        ...
-
-
 def hyperscan_available() -> bool:
     return hyperscan is not None
 
@@ -259,7 +253,21 @@ def _segments_of(ends: array, starts: np.ndarray) -> np.ndarray:
     return np.searchsorted(starts, last, side="right") - 1
 
 
-class _HyperscanScanner:
+class _BytesScan:
+    """A scanner of UTF-8 bytes: `matches` finds every match, `scan` deduplicates them."""
+
+    _count: int
+
+    def matches(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(segment, pattern id) of every match in segments joined by NUL, unsorted."""
+        raise NotImplementedError
+
+    def scan(self, segments: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        segment, ids = self.matches(_joined_text(segments))
+        return _pairs([segment], [ids], self._count)
+
+
+class _HyperscanScanner(_BytesScan):
     """Literal-mode Hyperscan database; one scan per batch of documents.
 
     Start offsets are not needed (a literal match starts `len(pattern)` bytes before its end),
@@ -289,10 +297,6 @@ class _HyperscanScanner:
             self._local.scratch = scratch
         return scratch
 
-    def scan(self, segments: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        segment, ids = self.matches(_joined_text(segments))
-        return _pairs([segment], [ids], self._count)
-
     def matches(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(segment, pattern id) of every match in a joined text, unsorted, repeats kept."""
         data, starts = _utf8(text)
@@ -318,7 +322,7 @@ class _HyperscanScanner:
         return frozenset(found)
 
 
-class _AhoScanner:
+class _AhoScanner(_BytesScan):
     """pyahocorasick automaton over the same literals, as UTF-8 bytes.
 
     The automaton walks Latin-1 "characters" that are really UTF-8 bytes: a node then has at
@@ -332,10 +336,6 @@ class _AhoScanner:
         for pid, pattern in enumerate(patterns):
             self._automaton.add_word(pattern.encode("utf-8").decode("latin-1"), pid)
         self._automaton.make_automaton()
-
-    def scan(self, segments: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        segment, ids = self.matches(_joined_text(segments))
-        return _pairs([segment], [ids], self._count)
 
     def matches(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(segment, pattern id) of every match in a joined text, unsorted, repeats kept."""
@@ -365,11 +365,11 @@ class _PairScanner:
     patterns and reports fewer matches.
     """
 
-    def __init__(self, patterns: Sequence[str], pairs: list[int], rest: _ByteScanner) -> None:
+    def __init__(self, patterns: Sequence[str], pairs: list[int], backend: str) -> None:
         self._count = len(patterns)
         taken = set(pairs)
         others = [pid for pid in range(len(patterns)) if pid not in taken]
-        self._rest = rest
+        self._rest = _byte_scanner([patterns[pid] for pid in others], backend)
         self._rest_ids = np.asarray(others, dtype=np.int64)
         chars = sorted({c for pid in pairs for c in patterns[pid]})
         self._width = len(chars) + 1  # character numbers 1..n; 0 for the rest
@@ -412,7 +412,9 @@ class _PairScanner:
         return frozenset(found)
 
 
-class _EmptyScanner:
+class _EmptyScanner(_BytesScan):
+    _count = 0
+
     def scan(self, segments: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         return _NO_PAIRS
 
@@ -429,18 +431,14 @@ def make_scanner(patterns: Sequence[str], backend: str) -> Scanner:
         raise ValueError(f'backend must be "auto", "hyperscan" or "aho", not {backend!r}')
     if backend == "hyperscan" and hyperscan is None:
         raise ImportError("the hyperscan backend needs the hyperscan package")
-    if not patterns:
-        return _EmptyScanner()
     pairs = [pid for pid, pattern in enumerate(patterns) if len(pattern) == 2]
     chars = len({c for pid in pairs for c in patterns[pid]})
     if len(pairs) >= PAIR_TABLE_MIN and chars <= _PAIR_TABLE_MAX_CHARS:
-        taken = set(pairs)
-        rest = [pattern for pid, pattern in enumerate(patterns) if pid not in taken]
-        return _PairScanner(patterns, pairs, _byte_scanner(rest, backend))
+        return _PairScanner(patterns, pairs, backend)
     return _byte_scanner(patterns, backend)
 
 
-def _byte_scanner(patterns: Sequence[str], backend: str) -> _ByteScanner:
+def _byte_scanner(patterns: Sequence[str], backend: str) -> _BytesScan:
     if not patterns:
         return _EmptyScanner()
     if backend == "aho" or hyperscan is None:

@@ -162,16 +162,13 @@ def _tune_offsets(scores: np.ndarray, y: np.ndarray, rounds: int = 3) -> np.ndar
 def train_emotion(data: Path) -> Trained:
     """The SVM over a small grid (C, weight of the COVID-19 posts), best mean dev macro-F1."""
     params = PARAMS["emotion-zh"]
-    usual, virus = ds.emotion_set(data, "usual", "train"), ds.emotion_set(data, "virus", "train")
-    y = np.array([ds.EMOTIONS.index(e) for e in usual.labels + virus.labels])
-    x = _zh(usual.texts + virus.texts, data).to_csr()
+    train = {part: ds.emotion_set(data, part, "train") for part in ("usual", "virus")}
     dev_sets = {part: ds.emotion_set(data, part, "dev") for part in ("usual", "virus")}
+    x, y, virus_rows = _emotion_rows(data, [train])
     best: tuple[float, Trained | None] = (-1.0, None)
     for virus_weight in params["virus_weight_grid"]:
         for C in params["C_grid"]:
-            weight = np.concatenate(
-                [np.ones(len(usual.texts)), np.full(len(virus.texts), virus_weight)]
-            )
+            weight = np.where(virus_rows, virus_weight, 1.0)
             trained = _fit_emotion(data, x, y, weight, C, virus_weight, dev_sets)
             log.info("emotion C=%s virus_weight=%s: dev %s", C, virus_weight, trained.dev)
             mean = float(np.mean(list(trained.dev.values())))
@@ -186,29 +183,33 @@ def train_emotion(data: Path) -> Trained:
     # split: with a tenth of train held out, this gave +1.1 (usual) and +1.4 (virus) points of
     # macro-F1 on it over the train-only model (docs/analysis.md).
     C, virus_weight = chosen.model.meta["params"]["C"], chosen.model.meta["params"]["virus_weight"]
-    texts = usual.texts + dev_sets["usual"].texts + virus.texts + dev_sets["virus"].texts
-    labels = usual.labels + dev_sets["usual"].labels + virus.labels + dev_sets["virus"].labels
-    weight = np.concatenate(
-        [
-            np.ones(len(usual.texts) + len(dev_sets["usual"].texts)),
-            np.full(len(virus.texts) + len(dev_sets["virus"].texts), virus_weight),
-        ]
-    )
+    x, y, virus_rows = _emotion_rows(data, [train, dev_sets])
     refit = _fit_emotion(
         data,
-        _zh(texts, data).to_csr(),
-        np.array([ds.EMOTIONS.index(e) for e in labels]),
-        weight,
+        x,
+        y,
+        np.where(virus_rows, virus_weight, 1.0),
         C,
         virus_weight,
         dev_sets,
         offsets=np.asarray(chosen.model.meta["offsets"], dtype=np.float64),
         temperature=chosen.model.temperature,
     )
-    refit.model.meta["train_rows"] = len(texts)
     refit.model.meta["refit_with_dev"] = True
     # The dev scores reported are the train-only model's: the refit has seen dev.
     return Trained(refit.model, chosen.dev)
+
+
+def _emotion_rows(
+    data: Path, splits: list[dict[str, ds.Labelled]]
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Features, emotion ids and which rows are COVID-19 posts, of the usual then the virus
+    rows of `splits` (each {"usual": ..., "virus": ...})."""
+    sets = [split[part] for part in ("usual", "virus") for split in splits]
+    texts = [t for s in sets for t in s.texts]
+    y = np.array([ds.EMOTIONS.index(e) for s in sets for e in s.labels])
+    usual_rows = sum(len(split["usual"].texts) for split in splits)
+    return _zh(texts, data).to_csr(), y, np.arange(len(texts)) >= usual_rows
 
 
 def _nb_svm_one_vs_rest(
