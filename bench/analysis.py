@@ -12,6 +12,10 @@ search. In one run it measures:
    process (= per core) and per wall-second; then where the Reader's time goes, stage by stage.
 3. The baseline, in the same run: snownlp's bundled sentiment model on the same Chinese test
    rows (binary contract: P(positive) > 0.5) and its speed on 2,000 of the same CED posts.
+4. English: the shipped transformer (`polarity-en`) against the linear model it replaced as
+   the default (`polarity-en-linear`), on SST-2 and TweetEval test and in speed on 2,000
+   English CrisisLexT26 tweets (posts/s per core, and per wall-second with onnxruntime's
+   threads).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ SPEED_POSTS = 20_000
 BATCH = 1_000
 REPEATS = 3
 SNOWNLP_SPEED_POSTS = 2_000
+ENGLISH_SPEED_POSTS = 2_000
 # --quick: snownlp is the slow part (tens of ms a review), so only its rows shrink; the
 # Tingfeng side is scored on the same subset for the side-by-side and on everything elsewhere.
 QUICK_SNOWNLP_ROWS = 300
@@ -197,6 +202,61 @@ def bench_speed(texts: list[str]) -> dict[str, Any]:
     return out
 
 
+def english_tweets(crisislex: Path, n: int) -> list[str]:
+    """The first `n` English tweets of CrisisLexT26 (no sentiment labels; a realistic stream)."""
+    from tingfeng.analyze.language import detect_language
+    from tingfeng.analyze.normalize import normalize
+
+    out: list[str] = []
+    with crisislex.open(encoding="utf-8") as handle:
+        for line in handle:
+            text = normalize(json.loads(line)["text"])
+            if detect_language(text) == "en":
+                out.append(text)
+                if len(out) == n:
+                    break
+    return out
+
+
+def bench_english(data: Path) -> dict[str, Any]:
+    """The shipped English model against the linear one, on quality and speed (module doc, 4)."""
+    from tingfeng.analyze.builtin_models import builtin_classifier, builtin_model
+    from tingfeng.analyze.polarity import PolarityReader
+    from tingfeng.training import datasets as ds
+    from tingfeng.training.evaluate import sentiment_scores
+
+    zh = builtin_model("polarity-zh")
+    readers = {
+        "polarity-en (transformer, shipped)": PolarityReader(zh, builtin_classifier("polarity-en")),
+        "polarity-en-linear (baseline)": PolarityReader(zh, builtin_model("polarity-en-linear")),
+    }
+    sst = ds.sentiment_set(data, "sst2", "test")
+    tweets = ds.tweeteval_test(data)
+    quality = {
+        name: {
+            "sst2": sentiment_scores(reader, sst.texts, sst.labels),
+            "tweeteval": sentiment_scores(reader, tweets.texts, tweets.labels),
+        }
+        for name, reader in readers.items()
+    }
+    stream = english_tweets(data / "events" / "crisislex26.jsonl", ENGLISH_SPEED_POSTS)
+    batches = [
+        (stream[i : i + BATCH], ["en"] * len(stream[i : i + BATCH]))
+        for i in range(0, len(stream), BATCH)
+    ]
+    for reader in readers.values():  # first calls allocate onnxruntime's buffers
+        reader.read(stream[:64], ["en"] * 64)
+    speed = _best_of(
+        {
+            name: (lambda r=reader: [r.read(t, lg) for t, lg in batches])
+            for name, reader in readers.items()
+        },
+        len(stream),
+    )
+    chars = sum(map(len, stream)) / max(len(stream), 1)
+    return {"quality": quality, "speed": speed, "mean_chars": round(chars, 1)}
+
+
 def _snownlp(texts: Sequence[str]) -> list[float]:
     from snownlp import SnowNLP
 
@@ -305,8 +365,8 @@ def model_record() -> dict[str, Any]:
     from tingfeng.analyze.builtin_models import MODEL_DIR
 
     files = {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
-        for p in sorted(MODEL_DIR.glob("*.npz"))
+        str(p.relative_to(MODEL_DIR)): hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+        for p in sorted([*MODEL_DIR.glob("*.npz"), *MODEL_DIR.glob("*/model.onnx")])
     }
     card_path = MODEL_DIR / "card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
@@ -339,12 +399,19 @@ def run(data: Path, ced: Path, *, quick: bool = False) -> dict[str, Any]:
     speed["sample"] = posts_info
     print("analysis: snownlp baseline (slow) …", file=sys.stderr)
     baseline = bench_snownlp(data, texts, raw, quick)
+    print("analysis: English, transformer against the linear model …", file=sys.stderr)
+    english = bench_english(data)
     result: dict[str, Any] = {
         "models": models,
-        "versions": {"numpy": version("numpy"), "snownlp": version("snownlp")},
+        "versions": {
+            "numpy": version("numpy"),
+            "snownlp": version("snownlp"),
+            "onnxruntime": version("onnxruntime"),
+        },
         "quality": quality,
         "speed": speed,
         "snownlp": baseline,
+        "english": english,
     }
     scope = {**quality, "speed": speed}
     result["floors"] = [
@@ -441,6 +508,21 @@ def print_table(r: dict[str, Any]) -> None:
         print(
             f"| {what} | {row['n']:,} | {row['tingfeng_accuracy']:.4f} | {row['snownlp_accuracy']:.4f} |"
         )
+    e = r["english"]
+    print(
+        "\n| English polarity | SST-2 accuracy | TweetEval macro-recall | TweetEval accuracy | "
+        "posts/s per core | posts/s wall |\n|---|---:|---:|---:|---:|---:|"
+    )
+    for name, row in e["quality"].items():
+        fast = e["speed"][name]
+        print(
+            f"| {name} | {row['sst2']['accuracy']:.4f} | {row['tweeteval']['macro_recall']:.4f} | "
+            f"{row['tweeteval']['accuracy']:.4f} | {fast['posts_per_cpu_s']:,.0f} | "
+            f"{fast['posts_per_wall_s']:,.0f} |"
+        )
+    print(
+        f"(speed: {ENGLISH_SPEED_POSTS:,} English CrisisLexT26 tweets, mean {e['mean_chars']} characters)"
+    )
     load = r["load_average"]
     print(
         f"\nanalysis bench took {r['seconds']} s; load average (1, 5, 15 min) before "

@@ -354,6 +354,28 @@ def test_two_label_model(tmp_path: Path) -> None:
     ]
 
 
+def test_neutral_band_from_config_sets_polaritys_neutral(tmp_path: Path) -> None:
+    """A two-label model's config.json `neutral_band` is how unsure "neutral" is."""
+    from tingfeng.analyze.builtin_models import builtin_model
+    from tingfeng.analyze.polarity import PolarityReader
+
+    plain = write_model(tmp_path / "plain", labels=["negative", "positive"])
+    banded = write_model(tmp_path / "banded", labels=["negative", "positive"])
+    config = json.loads((banded / "config.json").read_text())
+    (banded / "config.json").write_text(json.dumps({**config, "neutral_band": 0.3}))
+    zh = builtin_model("polarity-zh")
+    # The toy model gives "good bad" P(positive) = sigmoid(0.5) ≈ 0.62: inside a band of 0.3
+    # around 0.5, outside none.
+    readings = {
+        name: PolarityReader(zh, OnnxTextClassifier.load(d)).read(["good bad"], ["en"])[0]
+        for name, d in (("plain", plain), ("banded", banded))
+    }
+    assert OnnxTextClassifier.load(banded).neutral_band == 0.3
+    assert readings["plain"].label == "positive"
+    assert readings["banded"].label == "neutral"
+    assert readings["plain"].score == readings["banded"].score  # the band labels, scores stay
+
+
 def test_graph_with_token_type_ids(tmp_path: Path) -> None:
     directory = write_model(tmp_path / "m", token_type_ids=True)
     model = OnnxTextClassifier.load(directory)
@@ -545,6 +567,8 @@ ERROR_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "garbage onnx": (_write("model.onnx", "not a model"), r"onnxruntime .* cannot load"),
     "garbage tokenizer": (_write("tokenizer.json", "{}"), r"not a tokenizer"),
     "vocabulary": (_config(vocab_size=10), r"different models"),
+    "neutral band too wide": (_config(neutral_band=0.5), r"neutral_band must be a number from 0"),
+    "neutral band text": (_config(neutral_band="0.1"), r"neutral_band must be a number"),
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tingfeng.analyze.builtin_models import MODEL_DIR, builtin_model
+from tingfeng.analyze.builtin_models import MODEL_DIR, LoadedOnFirstUse, builtin_model
 from tingfeng.analyze.categories import Taxonomy
 from tingfeng.analyze.linear_model import LinearTextModel
 from tingfeng.analyze.local_model import ModelLoadError
@@ -141,6 +141,59 @@ def test_english_gets_polarity_but_no_emotion_or_credibility(reader: Reader) -> 
         assert reading.problems == []
 
 
+NOT_BAD = "The new bridge is not bad at all, traffic is much better."
+
+
+def test_english_is_read_by_the_shipped_transformer(reader: Reader) -> None:
+    """The built-in English model reads what a bag of words cannot: "not bad at all"."""
+    from tingfeng.analyze.local_model import OnnxTextClassifier
+
+    english = reader.polarity.models["en"]
+    assert isinstance(english, LoadedOnFirstUse)
+    assert english.directory == MODEL_DIR / "polarity-en"
+    assert 0.0 < reader.polarity.bands["en"] < 0.5  # tuned with the model (config.json)
+    linear = PolarityReader(builtin_model("polarity-zh"), builtin_model("polarity-en-linear"))
+    assert linear.read([NOT_BAD], ["en"])[0].score < 0  # type: ignore[operator]
+    assert read(reader, NOT_BAD, "en").polarity.score > 0.5  # type: ignore[operator]
+    assert isinstance(english.model, OnnxTextClassifier)
+
+
+def test_the_english_transformer_loads_with_the_first_english_text() -> None:
+    """Its session costs ~140 MB a process: Chinese posts alone never open it."""
+    english = LoadedOnFirstUse(MODEL_DIR / "polarity-en")
+    assert english.labels == ["negative", "positive"] and not english.loaded
+    polarity = PolarityReader(builtin_model("polarity-zh"), english)
+    assert polarity.read([normalize(COMPLAINT)], ["zh"])[0].label == "negative"
+    assert not english.loaded
+    assert polarity.read([ENGLISH_BAD], ["en"])[0].label == "negative"
+    assert english.loaded
+
+
+def test_an_english_reading_does_not_depend_on_its_batch(reader: Reader) -> None:
+    """int8 activations are scaled per batch: the shipped model reads each text alone."""
+    texts = [ENGLISH_BAD, ENGLISH_GOOD, NOT_BAD, "I went to the store today.", "ok"]
+    together = reader.polarity.read(texts, ["en"] * len(texts))
+    assert together == [reader.polarity.read([t], ["en"])[0] for t in texts]
+    assert together == reader.polarity.read(texts[::-1], ["en"] * len(texts))[::-1]
+
+
+def test_the_fast_english_model_can_be_chosen_by_name(
+    settings: Settings, segmenter: Segmenter, reader: Reader
+) -> None:
+    fast = Reader.from_settings(
+        settings.model_copy(update={"polarity_model_en": "polarity-en-linear"}), segmenter
+    )
+    assert isinstance(fast.polarity.models["en"], LinearTextModel)
+    assert fast.read(NOT_BAD, "en").polarity.score < 0  # type: ignore[operator]
+    assert fast.read(ENGLISH_BAD, "en").polarity.label == "negative"
+    assert fast.version != reader.version
+    # A name that is no shipped model is taken as a path, and says so.
+    with pytest.raises(ModelLoadError, match="polarity-en-fast does not exist"):
+        Reader.from_settings(
+            settings.model_copy(update={"polarity_model_en": "polarity-en-fast"}), segmenter
+        )
+
+
 # --- odd inputs never raise, and say "unknown" ---------------------------------------------
 
 
@@ -247,7 +300,7 @@ def test_a_model_failing_while_reading_is_a_problem_not_an_exception(
     segmenter: Segmenter,
 ) -> None:
     broken = Reader(
-        segmenter, polarity=PolarityReader(ExplodingModel(), builtin_model("polarity-en"))
+        segmenter, polarity=PolarityReader(ExplodingModel(), builtin_model("polarity-en-linear"))
     )
     readings = broken.read_batch([normalize(FIRE), normalize(COMPLAINT)], [None, None])
     for reading in readings:
@@ -261,7 +314,9 @@ def test_a_model_failing_while_reading_is_a_problem_not_an_exception(
     assert "public-safety" in [c["slug"] for c in fire.categories]
     assert fire.regions and fire.keywords
     # A failed reading is not remembered: once the model works again, the text is read anew.
-    broken.polarity = PolarityReader(builtin_model("polarity-zh"), builtin_model("polarity-en"))
+    broken.polarity = PolarityReader(
+        builtin_model("polarity-zh"), builtin_model("polarity-en-linear")
+    )
     again = broken.read_batch([normalize(COMPLAINT)], [None])[0]
     assert again.polarity.label == "negative" and not again.problems
 

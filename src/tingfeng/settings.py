@@ -162,7 +162,12 @@ class Settings(BaseSettings):
         description="A stronger local model for Chinese polarity instead of the built-in one: an "
         "ONNX model directory (model.onnx, tokenizer.json, config.json) or a .npz linear model.",
     )
-    polarity_model_en: str = Field("", description="The same for English polarity.")
+    polarity_model_en: str = Field(
+        "",
+        description="The same for English polarity; `polarity-en-linear` names the shipped "
+        "linear model, about 170 times faster than the built-in transformer and 5 points less "
+        "accurate (for streams of many English posts on few cores).",
+    )
     emotion_model: str = Field(
         "", description="The same for Chinese emotion (labels: the six SMP2020-EWECT emotions)."
     )

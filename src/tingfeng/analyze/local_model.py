@@ -29,6 +29,7 @@ __all__ = [
     "ModelLoadError",
     "OnnxTextClassifier",
     "TextClassifier",
+    "declared_labels",
     "load_text_classifier",
 ]
 
@@ -47,6 +48,9 @@ _INPUT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 # graph ending in Softmax). Hugging Face exports always give logits, hence the default.
 OUTPUT_KIND_KEY = "output_kind"
 _OUTPUT_KINDS = ("logits", "probabilities")
+# config.json key of a two-label polarity model: P(positive) within this distance of 0.5 reads
+# as neutral (docs/analysis-local-models.md).
+NEUTRAL_BAND_KEY = "neutral_band"
 
 # Hugging Face's placeholder names when a model was trained without naming its classes.
 _GENERIC_LABEL = re.compile(r"LABEL_\d+")
@@ -83,6 +87,15 @@ class TextClassifier(Protocol):
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, shape (len(texts), len(labels)); every row sums to 1."""
         ...
+
+
+def declared_labels(directory: Path) -> tuple[list[str], float]:
+    """The labels and neutral band that a model directory's config.json declares, unloaded."""
+    config_path = Path(directory) / CONFIG_FILE
+    config = _read_json(config_path)
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{config_path} must hold a JSON object.")
+    return _labels_from_config(config, config_path), _neutral_band(config, config_path)
 
 
 def load_text_classifier(
@@ -144,8 +157,12 @@ class OnnxTextClassifier:
         pad_left: bool,
         fixed_batch: int | None,
         fixed_length: int | None,
+        neutral_band: float = 0.0,
     ) -> None:
         self.directory = directory
+        # For a negative/positive model read as polarity: how far from an even split a text
+        # must be to count as not neutral (config.json `neutral_band`, tuned with the model).
+        self.neutral_band = neutral_band
         self.labels = labels
         self.model_labels = model_labels
         self.max_length = max_length
@@ -196,6 +213,7 @@ class OnnxTextClassifier:
         model_labels = _labels_from_config(config, config_path)
         labels, merge = _apply_label_map(model_labels, label_map)
         outputs_probabilities = _output_kind(config, config_path) == "probabilities"
+        neutral_band = _neutral_band(config, config_path)
         if config.get("problem_type") == "regression":
             raise ModelLoadError(
                 f"{config_path} says problem_type 'regression': the model predicts a score, "
@@ -248,6 +266,7 @@ class OnnxTextClassifier:
             pad_left=pad_left,
             fixed_batch=fixed_batch,
             fixed_length=fixed_length,
+            neutral_band=neutral_band,
         )
         classifier._probe(model_path, config_path, tokenizer_path)
         return classifier
@@ -552,6 +571,16 @@ def _padding(
     # With the attention mask the pad id is not looked at by encoder models; 0 is a valid id.
     log.info("%s: no padding token found, padding with id 0", directory)
     return 0, 0, pad_left
+
+
+def _neutral_band(config: dict[str, Any], config_path: Path) -> float:
+    band = config.get(NEUTRAL_BAND_KEY, 0.0)
+    if isinstance(band, bool) or not isinstance(band, int | float) or not 0.0 <= band < 0.5:
+        raise ModelLoadError(
+            f"{config_path}: {NEUTRAL_BAND_KEY} must be a number from 0 up to (not including) "
+            f"0.5, not {band!r}."
+        )
+    return float(band)
 
 
 def _length_limit(directory: Path, config: dict[str, Any]) -> int | None:

@@ -63,7 +63,7 @@ def _three_way(model: TextClassifier) -> list[int | None]:
 def _band_of(model: TextClassifier | None) -> float:
     if isinstance(model, LinearTextModel):
         return float(model.meta.get("neutral_band", 0.0))
-    return 0.0
+    return float(getattr(model, "neutral_band", 0.0))
 
 
 class PolarityReader:

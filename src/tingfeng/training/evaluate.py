@@ -26,6 +26,22 @@ def macro_recall(gold: Sequence, pred: Sequence) -> float:
     return float(recall_score(gold, pred, average="macro", zero_division=0))
 
 
+def best_neutral_band(gold: Sequence[str], p_positive: np.ndarray) -> tuple[float, float]:
+    """(macro-recall, band): the band around 0.5 read as neutral that recalls gold best.
+
+    For two-label polarity models, tuned on dev data (never on test).
+    """
+    best = (-1.0, 0.0)
+    for band in np.linspace(0.0, 0.49, 50):
+        pred = np.where(
+            p_positive >= 0.5 + band,
+            "positive",
+            np.where(p_positive <= 0.5 - band, "negative", "neutral"),
+        )
+        best = max(best, (macro_recall(gold, pred), round(float(band), 3)))
+    return best
+
+
 def sentiment_scores(reader, texts: list[str], gold: list[str]) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Accuracy, macro-F1 (and macro-recall) of polarity on labelled texts.
 
