@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,24 @@ def best_neutral_band(gold: Sequence[str], p_positive: np.ndarray) -> tuple[floa
         )
         best = max(best, (macro_recall(gold, pred), round(float(band), 3)))
     return best
+
+
+def english_dev_scores(
+    data: Path, p_positive: Callable[[list[str]], np.ndarray]
+) -> tuple[dict[str, float], float]:
+    """SST-2 dev accuracy of a two-label English model, and its neutral band tuned on dev.
+
+    SST-2 has no neutral class, so the band around 0.5 within which a text is called neutral
+    is tuned on SST-2 dev (positive/negative) plus English news sentences from the events dev
+    file (neutral by genre). No tweets are used. `p_positive` gives P(positive) per text.
+    """
+    sst = ds.sentiment_set(data, "sst2", "dev")
+    news = ds.english_news_sentences(data)
+    p = p_positive(sst.texts + news)
+    head = p[: len(sst.texts)]
+    accuracy_ = float(np.mean(np.where(head > 0.5, "positive", "negative") == np.array(sst.labels)))
+    recall, band = best_neutral_band(sst.labels + ["neutral"] * len(news), p)
+    return {"sst2_accuracy": accuracy_, "dev_mix_macro_recall": recall}, band
 
 
 def sentiment_scores(reader, texts: list[str], gold: list[str]) -> dict[str, float]:  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ import numpy as np
 from tingfeng.analyze.features import Features, char_features, idf_weights, word_features
 from tingfeng.analyze.linear_model import LinearTextModel
 from tingfeng.training import datasets as ds
-from tingfeng.training.evaluate import best_neutral_band, evaluate_all, macro_f1
+from tingfeng.training.evaluate import english_dev_scores, evaluate_all, macro_f1
 
 log = logging.getLogger(__name__)
 
@@ -311,21 +311,8 @@ def train_polarity_en_linear(data: Path) -> Trained:
         clf.intercept_,
         {"params": PARAMS["polarity-en-linear"], "train_rows": len(sst.texts)},
     )
-    dev_sst = ds.sentiment_set(data, "sst2", "dev")
-    p = model.predict_proba(dev_sst.texts)[:, 1]
-    dev = {
-        "sst2_accuracy": float(
-            np.mean(np.where(p > 0.5, "positive", "negative") == np.array(dev_sst.labels))
-        )
-    }
-    # Neutral band: SST-2 has no neutral class, so the band around 0.5 within which a text is
-    # called neutral is tuned on SST-2 dev (positive/negative) plus English news sentences
-    # from the events dev file (neutral by genre). No tweets are used.
-    news = ds.english_news_sentences(data)
-    texts = dev_sst.texts + news
-    gold = np.array(dev_sst.labels + ["neutral"] * len(news))
-    dev["dev_mix_macro_recall"], model.meta["neutral_band"] = best_neutral_band(
-        gold, model.predict_proba(texts)[:, 1]
+    dev, model.meta["neutral_band"] = english_dev_scores(
+        data, lambda texts: model.predict_proba(texts)[:, 1]
     )
     return Trained(model, dev)
 

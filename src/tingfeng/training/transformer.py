@@ -87,11 +87,8 @@ def _unzip(path: Path, scratch: Path) -> Path:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _batches(lengths: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -251,7 +248,7 @@ def train_polarity_en_transformer(
 ) -> FineTuned:
     """Fine-tune on SST-2 train, export to `out`, tune the neutral band on dev; see PARAMS."""
     from tingfeng.analyze.local_model import NEUTRAL_BAND_KEY
-    from tingfeng.training.evaluate import best_neutral_band
+    from tingfeng.training.evaluate import english_dev_scores
 
     sst = ds.sentiment_set(data, "sst2", "train")
     if limit:  # smoke runs: the first `limit` rows
@@ -268,19 +265,7 @@ def train_polarity_en_transformer(
         if base_sha != BASE_SHA256:
             log.warning("the base model differs from the one the shipped model came from")
     reader = open_builtin_transformer(out)
-    dev_sst = ds.sentiment_set(data, "sst2", "dev")
-    p = reader.predict_proba(dev_sst.texts)[:, 1]
-    dev = {
-        "sst2_accuracy": float(
-            np.mean(np.where(p > 0.5, "positive", "negative") == np.array(dev_sst.labels))
-        )
-    }
-    # The neutral band, as for the linear model: SST-2 dev (positive/negative) plus English
-    # news sentences from the events dev file (neutral by genre). No tweets are used.
-    news = ds.english_news_sentences(data)
-    gold = dev_sst.labels + ["neutral"] * len(news)
-    recall, band = best_neutral_band(gold, np.concatenate([p, reader.predict_proba(news)[:, 1]]))
-    dev["dev_mix_macro_recall"] = recall
+    dev, band = english_dev_scores(data, lambda texts: reader.predict_proba(texts)[:, 1])
     config = json.loads((out / "config.json").read_text())
     config[NEUTRAL_BAND_KEY] = band
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
