@@ -229,6 +229,27 @@ def test_a_100_kb_post_is_read_quickly(reader: Reader) -> None:
     assert elapsed < 5.0, f"a 100 KB post took {elapsed:.1f} s"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        ("The clinic was dirty and the staff were rude. " * 2200)[:100_000],
+        "rude \x00\x07 staff, dirty \x1b[31m clinic",
+        "😡😡😡 terrible",
+        "@user #fail http://t.co/x",
+    ],
+    ids=["100 KB", "controls", "emoji", "handles and links"],
+)
+def test_odd_english_posts_get_a_reading_from_the_transformer(reader: Reader, text: str) -> None:
+    """The transformer reads its first 128 tokens: a 100 KB post is no slower than a tweet."""
+    started = time.perf_counter()
+    reading = read(reader, normalize(text), "en")
+    assert time.perf_counter() - started < 2.0
+    assert reading.polarity.label in ("negative", "neutral", "positive")
+    assert reading.problems == []
+    if "rude" in text or "terrible" in text:
+        assert reading.polarity.score < 0  # type: ignore[operator]
+
+
 def test_traditional_text_reads_like_its_simplified_form(reader: Reader) -> None:
     traditional = "這家醫院的醫生態度很好，我們非常滿意，謝謝護士們的照顧。"
     simplified = "这家医院的医生态度很好，我们非常满意，谢谢护士们的照顾。"

@@ -287,7 +287,9 @@ def test_odd_posts_are_stored_with_explicit_unknowns(store: Store) -> None:
         "emoji": "😀😂🔥👍",
         # No NUL: posts.text_original keeps it and PostgreSQL refuses NUL in text columns.
         "controls": "投诉\x01物业\x07不作为，\x1b气死了\x7f",
-        "english": "The new bridge is great, traffic flows so much better now!",
+        # Plainly pleased: milder praise ("traffic flows so much better", P(positive) 0.90)
+        # sits inside the English model's neutral band (docs/analysis.md).
+        "english": "The new bridge is great, we love it!",
         "long": "医院排队三个小时没人管，服务太差了。" * 6000,
     }
     stats = store.ingestor().ingest(
