@@ -210,6 +210,48 @@ def test_texts_without_letters_read_as_unknown(reader: Reader, text: str) -> Non
     json.dumps(row)  # storable as it is
 
 
+@pytest.mark.parametrize(
+    "text", ["@leekayak", "@Kyle_Fu @David-Cy", "？ http:", "@张三", "http://t.cn/abc www.x.cn"]
+)
+def test_posts_of_only_mentions_and_links_read_as_unknown(reader: Reader, text: str) -> None:
+    """A bare byline or address holds no opinion; in the CED stream such reposts were most
+    of the "English" posts, each costing a transformer run."""
+    for lang in (None, "en", "zh"):
+        assert_all_unknown(read(reader, normalize(text), lang))
+
+
+def test_a_mention_with_words_is_still_read(reader: Reader) -> None:
+    assert read(reader, "@张三 " + COMPLAINT).polarity.label == "negative"
+    assert read(reader, "回复@李四:" + HAPPY).emotion.label == "happy"
+    assert read(reader, "@user " + ENGLISH_BAD, "en").polarity.label == "negative"
+
+
+def test_a_reading_crosses_processes_whole() -> None:
+    """Readings reach the writer by pickle (Reading.__reduce__): every field must survive."""
+    import dataclasses
+    import pickle
+
+    from tingfeng.analyze.credibility import Credibility
+    from tingfeng.analyze.emotion import Emotion
+    from tingfeng.analyze.polarity import Polarity
+
+    reading = Reading(
+        polarity=Polarity("negative", -0.8, 0.85, 0.05),
+        emotion=Emotion("angry", 0.7),
+        credibility=Credibility(True, 0.9),
+        keywords=[("停水", 0.5)],
+        entities={"persons": [], "organizations": ["物业"], "places": []},
+        regions=[{"code": "330100", "name": "杭州市"}],
+        categories=[{"slug": "livelihood"}],
+        problems=["regions: boom"],
+        encoded=("negative", -0.8),
+    )
+    defaults = {f.name: getattr(Reading(), f.name) for f in dataclasses.fields(Reading)}
+    assert all(getattr(reading, name) != value for name, value in defaults.items())
+    copy = pickle.loads(pickle.dumps(reading, protocol=pickle.HIGHEST_PROTOCOL))
+    assert copy == reading and copy is not reading
+
+
 def test_control_characters_inside_a_post_do_not_stop_the_reading(reader: Reader) -> None:
     reading = read(reader, "\x00\x01" + COMPLAINT + "\x07\x1b\x7f")
     assert reading.polarity.label == "negative"

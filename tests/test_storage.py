@@ -394,3 +394,29 @@ def test_a_post_stored_meanwhile_by_another_worker_is_skipped(
     assert inserted == {first.id + 1000}
     assert [p.uid for p in _posts(engine)] == [first.uid, "another-uid", "third"]
     engine.dispose()
+
+
+def test_a_repeated_body_is_prepared_alike_and_follows_new_user_words() -> None:
+    """Short bodies are remembered (Preparer._body); a user word added meanwhile still counts."""
+    from tingfeng.analyze.segment import Segmenter
+    from tingfeng.ingest.prepare import Preparer
+
+    preparer = Preparer(Segmenter(), "Asia/Shanghai", dedup_min_chars=5)
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+
+    def row(item: RawItem) -> dict:
+        return preparer.prepare(item, 1, None, now).row
+
+    body = "听风舆情系统今天上线了"
+    first = row(RawItem(text=body, external_id="a"))
+    again = row(RawItem(text=body, external_id="b"))
+    keys = ("text_norm", "tokens", "lang", "content_hash")
+    assert [first[k] for k in keys] == [again[k] for k in keys]
+    assert "听风舆情" not in first["tokens"].split()
+    # A language the source states wins over the remembered detection.
+    assert row(RawItem(text=body, external_id="c", lang="en"))["lang"] == "en"
+    preparer.segmenter.add_word("听风舆情")
+    assert "听风舆情" in row(RawItem(text=body, external_id="d"))["tokens"].split()
+    # A title joins the body in the dedup text and the language.
+    titled = row(RawItem(text=body, title="通知", external_id="e"))
+    assert titled["content_hash"] != first["content_hash"] and titled["title_norm"] == "通知"

@@ -23,6 +23,9 @@ class Credibility:
     needs_verification: bool | None  # None: not assessed (not Chinese, or no text)
     score: float | None  # probability that the post is an unverified claim
 
+    def __reduce__(self) -> tuple:  # see Reading.__reduce__
+        return (Credibility, (self.needs_verification, self.score))
+
 
 UNASSESSED = Credibility(None, None)
 

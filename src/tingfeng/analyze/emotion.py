@@ -21,6 +21,9 @@ class Emotion:
     label: str  # one of EMOTIONS, or "unknown"
     score: float | None  # probability of that label
 
+    def __reduce__(self) -> tuple:  # see Reading.__reduce__
+        return (Emotion, (self.label, self.score))
+
 
 UNKNOWN_EMOTION = Emotion("unknown", None)
 

@@ -8,6 +8,7 @@ the English training set has no neutral class). Any classifier with the labels n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,9 @@ class Polarity:
     negative: float | None = None
     positive: float | None = None
 
+    def __reduce__(self) -> tuple:  # see Reading.__reduce__
+        return (Polarity, (self.label, self.score, self.negative, self.positive))
+
 
 UNKNOWN_POLARITY = Polarity(UNKNOWN, None)
 
@@ -38,8 +42,21 @@ def has_letters(text: str) -> bool:
     return any(ch.isalpha() for ch in text)
 
 
+# @mentions and links: bylines and addresses, not words anyone wrote about anything.
+_NOT_PROSE = re.compile(r"@[^\s@:：,，]+|(?:https?:|www\.)\S*", re.IGNORECASE)
+
+
 def script_of(text: str, lang: str | None) -> str | None:
-    """ "zh", "en" or None: which model can read this text."""
+    """ "zh", "en" or None: which model can read this text.
+
+    None also for a text that is only @mentions and links ("@leekayak", "http:" cut short):
+    there is no opinion in it to read, and reading it would cost a model run (the English
+    transformer takes ~2 ms even for one word).
+    """
+    if ("@" in text or "http" in text or "www" in text) and not has_letters(
+        _NOT_PROSE.sub(" ", text)
+    ):
+        return None
     if lang in ("zh", "en"):
         return lang
     if any("\u4e00" <= ch <= "\u9fff" for ch in text):

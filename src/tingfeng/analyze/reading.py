@@ -58,6 +58,25 @@ class Reading:
     # helper process does the JSON work rather than the one that writes.
     encoded: tuple[Any, ...] | None = None
 
+    def __reduce__(self) -> tuple:
+        # Readings cross from the helper process to the writer by pickle. A slots dataclass
+        # pickles through dataclasses' Python-level __getstate__ (a `fields()` call per
+        # object); a plain constructor call is about 3x cheaper, a tenth of a helper's work.
+        return (
+            Reading,
+            (
+                self.polarity,
+                self.emotion,
+                self.credibility,
+                self.keywords,
+                self.entities,
+                self.regions,
+                self.categories,
+                self.problems,
+                self.encoded,
+            ),
+        )
+
     def to_row(self) -> dict[str, Any]:
         """Column values of the `readings` table (without post id and version)."""
         return {

@@ -101,6 +101,11 @@ class Segmenter:
         return jieba
 
     @property
+    def dictionary(self) -> object:
+        """The dictionary in use; a new object after every change (for caches of cut text)."""
+        return self._jieba
+
+    @property
     def user_words(self) -> list[UserWord]:
         """User words added so far (from the dictionary file and `add_word`)."""
         return list(self._user_words)

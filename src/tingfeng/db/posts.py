@@ -90,8 +90,8 @@ def _sqlite_time(value: Any) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _sqlite_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+# json.dumps with a keyword argument builds a new encoder at every call; the same output.
+_sqlite_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 _CONVERT = tuple(

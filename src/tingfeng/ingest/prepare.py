@@ -19,6 +19,11 @@ from tingfeng.ingest.identity import canonical_url, digest, identity_key, parent
 from tingfeng.settings import Settings
 
 MAX_TEXT_CHARS = 200_000  # longer bodies are cut: a post is not a book, and the index has limits
+# What a short body becomes (normalised, its language, tokens, dedup text and hash) is
+# remembered: reposts repeat a few words ("转发微博"), and in the CED stream 54 % of the posts
+# repeat an earlier body, so this skips ~8 µs of a helper's ~130 µs per post.
+_MEMO_MAX_CHARS = 140
+_MEMO_SIZE = 50_000
 
 
 def segmenter_for(settings: Settings) -> Segmenter:
@@ -58,6 +63,8 @@ class Preparer:
         # Replaces each byline by its keyed pseudonym (tingfeng.privacy.byline_for); None: kept.
         self.byline: Callable[[str], str] | None = None
         self._zones: dict[str, ZoneInfo] = {}
+        self._bodies: dict[str, tuple[str, str, str, str, str]] = {}
+        self._bodies_dictionary: object = None
 
     def zone(self, name: str | None) -> ZoneInfo:
         key = name or self.default_timezone
@@ -80,18 +87,46 @@ class Preparer:
             return None
         return self.byline(byline)[:200] if self.byline else byline[:200]
 
+    def _body(self, clean: str) -> tuple[str, str, str, str, str]:
+        """Normalised text, detected language, index tokens, dedup text and content hash of a
+        body without a title."""
+        dictionary = self.segmenter.dictionary
+        if dictionary is not self._bodies_dictionary:  # user words change the tokens
+            self._bodies = {}
+            self._bodies_dictionary = dictionary
+        parts = self._bodies.get(clean)
+        if parts is None:
+            text_norm = normalize(clean)
+            stripped = strip_for_dedup(text_norm)
+            parts = (
+                text_norm,
+                detect_language(clean),
+                self.segmenter.tokens(text_norm),
+                stripped,
+                content_hash(stripped, stripped=True),
+            )
+            if len(clean) <= _MEMO_MAX_CHARS:
+                if len(self._bodies) >= _MEMO_SIZE:
+                    self._bodies = {}  # crude but bounded, as Reader's memory of readings
+                self._bodies[clean] = parts
+        return parts
+
     def prepare(self, item: RawItem, source_id: int, tz: str | None, now: datetime) -> Draft:
         clean = html_to_text(item.html) if item.html else clean_text(item.text or "")
         clean = clean[:MAX_TEXT_CHARS]
         title = clean_text(item.title or "")[:2000] if item.title else ""
         if not clean and not title:
             raise ItemRejected("the item has neither text nor a title")
-        text_norm = normalize(clean)
-        title_norm = normalize(title) if title else ""
-        lang = item.lang or detect_language(f"{title} {clean}" if title else clean)
-        tokens = self.segmenter.tokens(text_norm)
-        stripped = strip_for_dedup(f"{title_norm} {text_norm}" if title_norm else text_norm)
-        chash = content_hash(stripped, stripped=True)
+        if title:
+            text_norm, title_norm = normalize(clean), normalize(title)
+            lang = item.lang or detect_language(f"{title} {clean}")
+            tokens = self.segmenter.tokens(text_norm)
+            stripped = strip_for_dedup(f"{title_norm} {text_norm}" if title_norm else text_norm)
+            chash = content_hash(stripped, stripped=True)
+        else:
+            title_norm = ""
+            text_norm, detected, tokens, stripped, chash = self._body(clean)
+            lang = item.lang or detected
         canon = canonical_url(item.url)
         key = identity_key(item, source_id, canon, digest(f"{title_norm}\n{text_norm}"))
         kind = item.kind if item.kind in POST_KINDS else "post"
