@@ -211,7 +211,7 @@ def test_texts_without_letters_read_as_unknown(reader: Reader, text: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "text", ["@leekayak", "@Kyle_Fu @David-Cy", "？ http:", "@张三", "http://t.cn/abc www.x.cn"]
+    "text", ["@leekayak", "@Kyle_Fu @David-Cy", "？ http:", "http://t.cn/abc www.x.cn"]
 )
 def test_posts_of_only_mentions_and_links_read_as_unknown(reader: Reader, text: str) -> None:
     """A bare byline or address holds no opinion; in the CED stream such reposts were most
@@ -224,6 +224,10 @@ def test_a_mention_with_words_is_still_read(reader: Reader) -> None:
     assert read(reader, "@张三 " + COMPLAINT).polarity.label == "negative"
     assert read(reader, "回复@李四:" + HAPPY).emotion.label == "happy"
     assert read(reader, "@user " + ENGLISH_BAD, "en").polarity.label == "negative"
+    # Weibo text runs on after a mention without a space: it is read, not taken for a name.
+    run_on = read(reader, "@中国联通有信号也打不通电话、要不就根本没信号、天天无服务，气死了")
+    assert run_on.polarity.label == "negative"
+    assert read(reader, "@张三").polarity.label != "unknown"  # Chinese: left to the model
 
 
 def test_a_reading_crosses_processes_whole() -> None:

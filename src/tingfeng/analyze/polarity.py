@@ -46,20 +46,28 @@ def has_letters(text: str) -> bool:
 _NOT_PROSE = re.compile(r"@[^\s@:：,，]+|(?:https?:|www\.)\S*", re.IGNORECASE)
 
 
+def _has_chinese(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
 def script_of(text: str, lang: str | None) -> str | None:
     """ "zh", "en" or None: which model can read this text.
 
-    None also for a text that is only @mentions and links ("@leekayak", "http:" cut short):
-    there is no opinion in it to read, and reading it would cost a model run (the English
-    transformer takes ~2 ms even for one word).
+    None also for a text without Chinese that is only @mentions and links ("@leekayak",
+    "http:" cut short): there is no opinion in it to read, and reading it would cost a model
+    run (the English transformer takes ~2 ms even for one word). Text with Chinese is left to
+    the Chinese model: Weibo text often runs on after a mention with no space
+    ("@中国联通有信号也打不通电话"), so where a mention ends cannot be told.
     """
-    if ("@" in text or "http" in text or "www" in text) and not has_letters(
-        _NOT_PROSE.sub(" ", text)
+    if (
+        ("@" in text or "http" in text or "www" in text)
+        and not has_letters(_NOT_PROSE.sub(" ", text))
+        and not _has_chinese(text)
     ):
         return None
     if lang in ("zh", "en"):
         return lang
-    if any("\u4e00" <= ch <= "\u9fff" for ch in text):
+    if _has_chinese(text):
         return "zh"
     if any("a" <= ch <= "z" for ch in text.lower()):
         return "en"
