@@ -415,6 +415,10 @@ def test_a_repeated_body_is_prepared_alike_and_follows_new_user_words() -> None:
     assert "听风舆情" not in first["tokens"].split()
     # A language the source states wins over the remembered detection.
     assert row(RawItem(text=body, external_id="c", lang="en"))["lang"] == "en"
+    # A body first seen with a stated language is still detected for a source without one.
+    other = "第一次由声明语言的信源送来的帖子"
+    assert row(RawItem(text=other, external_id="f", lang="en"))["lang"] == "en"
+    assert row(RawItem(text=other, external_id="g"))["lang"] == "zh"
     preparer.segmenter.add_word("听风舆情")
     assert "听风舆情" in row(RawItem(text=body, external_id="d"))["tokens"].split()
     # A title joins the body in the dedup text and the language.

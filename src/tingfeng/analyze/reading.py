@@ -61,7 +61,8 @@ class Reading:
     def __reduce__(self) -> tuple:
         # Readings cross from the helper process to the writer by pickle. A slots dataclass
         # pickles through dataclasses' Python-level __getstate__ (a `fields()` call per
-        # object); a plain constructor call is about 3x cheaper, a tenth of a helper's work.
+        # object); a plain constructor call costs about half (dumping ~14 -> ~6 µs, loading
+        # ~20 -> ~12 µs a reading), and pickling was a sixth of a helper's work per post.
         return (
             Reading,
             (

@@ -63,7 +63,7 @@ class Preparer:
         # Replaces each byline by its keyed pseudonym (tingfeng.privacy.byline_for); None: kept.
         self.byline: Callable[[str], str] | None = None
         self._zones: dict[str, ZoneInfo] = {}
-        self._bodies: dict[str, tuple[str, str, str, str, str]] = {}
+        self._bodies: dict[str, tuple[str, str | None, str, str, str]] = {}
         self._bodies_dictionary: object = None
 
     def zone(self, name: str | None) -> ZoneInfo:
@@ -87,9 +87,9 @@ class Preparer:
             return None
         return self.byline(byline)[:200] if self.byline else byline[:200]
 
-    def _body(self, clean: str) -> tuple[str, str, str, str, str]:
-        """Normalised text, detected language, index tokens, dedup text and content hash of a
-        body without a title."""
+    def _body(self, clean: str, detect: bool) -> tuple[str, str | None, str, str, str]:
+        """Normalised text, detected language (None unless `detect`), index tokens, dedup text
+        and content hash of a body without a title."""
         dictionary = self.segmenter.dictionary
         if dictionary is not self._bodies_dictionary:  # user words change the tokens
             self._bodies = {}
@@ -100,7 +100,7 @@ class Preparer:
             stripped = strip_for_dedup(text_norm)
             parts = (
                 text_norm,
-                detect_language(clean),
+                detect_language(clean) if detect else None,
                 self.segmenter.tokens(text_norm),
                 stripped,
                 content_hash(stripped, stripped=True),
@@ -109,6 +109,9 @@ class Preparer:
                 if len(self._bodies) >= _MEMO_SIZE:
                     self._bodies = {}  # crude but bounded, as Reader's memory of readings
                 self._bodies[clean] = parts
+        elif detect and parts[1] is None:  # first seen from a source that named its language
+            parts = (parts[0], detect_language(clean), *parts[2:])
+            self._bodies[clean] = parts
         return parts
 
     def prepare(self, item: RawItem, source_id: int, tz: str | None, now: datetime) -> Draft:
@@ -125,8 +128,8 @@ class Preparer:
             chash = content_hash(stripped, stripped=True)
         else:
             title_norm = ""
-            text_norm, detected, tokens, stripped, chash = self._body(clean)
-            lang = item.lang or detected
+            text_norm, detected, tokens, stripped, chash = self._body(clean, not item.lang)
+            lang = item.lang or detected or "other"
         canon = canonical_url(item.url)
         key = identity_key(item, source_id, canon, digest(f"{title_norm}\n{text_norm}"))
         kind = item.kind if item.kind in POST_KINDS else "post"
