@@ -210,7 +210,7 @@ def extract_entities(
 def _tagger(source: Segmenter | rjieba.Jieba | None) -> Callable[[str, bool], list[Tag]]:
     if isinstance(source, Segmenter):
         # Read at each call: the segmenter swaps in a new dictionary when words are added.
-        return source._jieba.tag
+        return source.dictionary.tag
     if source is None:
         return rjieba.tag
     return source.tag

@@ -442,7 +442,7 @@ class KeywordExtractor:
         if not text:
             return [], {}
         # Segmenter keeps its rjieba dictionary here and swaps it when user words change.
-        jieba = getattr(self.segmenter, "_jieba", None)
+        jieba = getattr(self.segmenter, "dictionary", None)
         cache = self._cache
         if cache.jieba is not jieba:
             cache = self._cache = _WeightCache(jieba, self._score)

@@ -101,8 +101,9 @@ class Segmenter:
         return jieba
 
     @property
-    def dictionary(self) -> object:
-        """The dictionary in use; a new object after every change (for caches of cut text)."""
+    def dictionary(self) -> rjieba.Jieba:
+        """The rjieba dictionary in use, for callers that cut or tag with it directly; a new
+        object after every change, so caches of cut text can tell when to start again."""
         return self._jieba
 
     @property

@@ -114,7 +114,7 @@ class TermExtractor:
 
     def _jieba(self) -> rjieba.Jieba:
         # Segmenter swaps its dictionary when user words change: read it at each call.
-        return self._segmenter._jieba
+        return self._segmenter.dictionary
 
     def terms(self, text: str) -> tuple[list[str], list[str]]:
         """(all terms, anchor terms) of `text` in order, repeats kept.
