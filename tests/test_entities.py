@@ -92,7 +92,7 @@ def test_anonymised_people(segmenter: Segmenter) -> None:
 
 
 def test_single_characters_are_dropped(segmenter: Segmenter) -> None:
-    tokens = segmenter._jieba.tag("李说", True)
+    tokens = segmenter.dictionary.tag("李说", True)
     assert tokens  # whatever jieba makes of it, no one-character name comes out
     for entity in extract_entities("李，王，张", segmenter).persons:
         assert len(entity.name) >= 2
