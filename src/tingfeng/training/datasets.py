@@ -164,6 +164,29 @@ def ced_cascades(data: Path) -> Iterator[dict]:
             yield json.loads(line)
 
 
+def ced_post_texts(data: Path, limit: int, seed: int) -> list[str]:
+    """`limit` distinct CED posts (source posts, and each repost's own words before "//@"),
+    normalised, drawn with `seed`: unlabelled Weibo text, free to use for training.
+
+    Bare reposts ("转发微博") and texts under six characters say nothing and are left out.
+    """
+    import random
+
+    seen: set[str] = set()
+    for cascade in ced_cascades(data):
+        seen.add(cascade["text"])
+        for repost in cascade["reposts"]:
+            own = repost["text"].split("//@")[0].strip()
+            if len(own) >= 6 and own not in _BARE_REPOSTS:
+                seen.add(own)
+    texts = sorted(seen)
+    random.Random(seed).shuffle(texts)
+    return [normalize(t) for t in texts[:limit]]
+
+
+_BARE_REPOSTS = frozenset({"转发微博", "轉發微博", "Repost"})
+
+
 def cascade_fold(cascade_id: str, folds: int = 5) -> int:
     """A cascade's fold: by its id, so a source post and its reposts never straddle folds."""
     return zlib.crc32(str(cascade_id).encode()) % folds
