@@ -5,6 +5,7 @@ the ledger, and the audit chain with tampering detected."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -295,6 +296,40 @@ def test_permission_matrix_on_an_assigned_case(office, action: str, who: str) ->
         with pytest.raises(TransitionError):
             _act(o, who, cid, action, reason="不属本单位")
         assert _state(o, cid) == "assigned"
+
+
+def test_cases_opened_at_once_on_postgresql_take_consecutive_numbers(
+    fresh_postgres_db: str, tmp_path: Any
+) -> None:
+    """Two processes opening a case at the same instant: the second waits for the first's
+    number instead of taking it too and failing on the unique constraint."""
+    o = _office(fresh_postgres_db, tmp_path)
+    other_engine = make_engine(fresh_postgres_db)
+    got: dict[str, Any] = {}
+
+    def open_in_other_process() -> None:
+        try:
+            with write_transaction(other_engine) as conn:
+                got["id"] = open_case(conn, o.ana, o.settings, title="第二件", level="一般")
+        except Exception as exc:  # reported by the assertion below
+            got["error"] = exc
+
+    try:
+        with write_transaction(o.engine) as conn:
+            first = open_case(conn, o.ana, o.settings, title="第一件", level="一般")
+            other = threading.Thread(target=open_in_other_process)
+            other.start()
+            other.join(1.0)
+            assert other.is_alive(), "the second opening did not wait for the first"
+        other.join(30)
+        assert "error" not in got, got.get("error")
+        with o.engine.connect() as conn:
+            numbers = [get_case(conn, first).number, get_case(conn, got["id"]).number]
+        year = datetime.now(SH).year
+        assert numbers == [f"{year}-0001", f"{year}-0002"]
+    finally:
+        other_engine.dispose()
+        o.engine.dispose()
 
 
 def test_who_sees_which_cases(office) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import text as sql_text
 
 from tingfeng import audit
 from tingfeng.cases import deadlines as sla
@@ -108,7 +109,15 @@ def get_case(conn: Connection, case_id: int | str) -> Any:
     return row
 
 
+_PG_LOCK_KEY = 0x7466_6361_7365  # "tfcase": serialises case numbering on PostgreSQL
+
+
 def _next_number(conn: Connection, now: datetime, tz: str) -> str:
+    if conn.dialect.name == "postgresql":
+        # Two cases opened at once (two web or worker processes) would both read the same
+        # highest number; the second would then fail on the unique constraint when the first
+        # commits. The lock makes the second wait and read after it. SQLite writes one at a time.
+        conn.execute(sql_text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
     year = now.astimezone(ZoneInfo(tz)).year
     last = conn.execute(select(func.max(Case.number)).where(Case.number.like(f"{year}-%"))).scalar()
     seq = int(last.split("-")[1]) + 1 if last else 1
