@@ -359,6 +359,61 @@ def test_dingtalk_error_status_is_a_channel_error(
     assert DING_TOKEN not in failed.value.message
 
 
+@pytest.mark.parametrize(
+    "scheme, answer, status, permanent",
+    [
+        # Status 200, but the robot dropped the message: apprise alone counted these as sent.
+        (
+            "dingtalk",
+            {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"},
+            200,
+            False,
+        ),
+        ("dingtalk", {"errcode": 310000, "errmsg": "keywords not in content"}, 200, True),
+        ("wecombot", {"errcode": 45009, "errmsg": "api freq out of limit"}, 200, False),
+        ("wecombot", {"errcode": 93000, "errmsg": "invalid webhook url"}, 200, True),
+        ("feishu", {"code": 19021, "msg": "sign match fail"}, 200, True),
+        ("feishu", {"StatusCode": 11232, "StatusMessage": "frequency limited"}, 200, False),
+        # Feishu's "too many requests" comes with a 400, which alone reads as permanent.
+        ("feishu", {"code": 9499, "msg": "too many request"}, 400, False),
+    ],
+)
+def test_robot_error_codes_inside_the_answer_are_channel_errors(
+    settings: Settings, loopback, scheme: str, answer: dict, status: int, permanent: bool
+) -> None:
+    token = {"dingtalk": DING_TOKEN, "wecombot": WECOM_KEY, "feishu": FEISHU_TOKEN}[scheme]
+    # Feishu posts to ENDPOINT/TOKEN/, the others to the endpoint with the token in the query.
+    loopback.route(
+        f"/robot/{token}/" if scheme == "feishu" else "/robot", json_reply(status, answer)
+    )
+    spec = channel("apprise", f"{scheme}://{token}", endpoint=loopback.url("/robot"))
+    with pytest.raises(ChannelError) as failed:
+        send(spec, alert(), settings)
+    assert len(loopback.requests) == 1
+    assert failed.value.permanent is permanent
+    code, said = next(iter(answer.values())), list(answer.values())[1]
+    assert f"{code} {said}" in failed.value.message
+    assert ("will try again" in failed.value.message) is not permanent
+    assert token not in failed.value.message
+
+
+def test_robot_answers_of_success_are_sent(settings: Settings, loopback) -> None:
+    for scheme, token, answer in (
+        ("dingtalk", DING_TOKEN, {"errcode": 0, "errmsg": "ok"}),
+        ("feishu", FEISHU_TOKEN, {"StatusCode": 0, "StatusMessage": "success"}),
+        ("feishu", FEISHU_TOKEN, {"code": 0, "msg": "success", "data": {}}),
+    ):
+        loopback.route(
+            f"/robot/{token}/" if scheme == "feishu" else "/robot", json_reply(200, answer)
+        )
+        send(
+            channel("apprise", f"{scheme}://{token}", endpoint=loopback.url("/robot")),
+            alert(),
+            settings,
+        )
+    assert len(loopback.requests) == 3
+
+
 def test_wecom_bot_through_endpoint(settings: Settings, loopback) -> None:
     loopback.route("/wecom/send", json_reply())
     message = alert()

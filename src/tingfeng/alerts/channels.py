@@ -39,6 +39,7 @@ from apprise.plugins.wecombot import NotifyWeComBot
 
 from tingfeng.alerts.connect_guard import guarded_connections
 from tingfeng.alerts.messages import Message
+from tingfeng.alerts.robot_replies import recorded_replies, refusal
 from tingfeng.collect.fetcher import _GuardedBackend, _GuardedTransport
 from tingfeng.collect.ssrf import BlockedAddressError, FetchError, check_url, parse_networks
 from tingfeng.problems import ProblemsError
@@ -678,7 +679,7 @@ def _send_apprise(channel: ChannelSpec, message: Message, settings: Settings) ->
     else:
         title = ""  # the service has no title: the body already starts with the subject
     allowed = parse_networks(settings.fetch_allowed_networks)
-    with _apprise_log() as captured:
+    with _apprise_log() as captured, recorded_replies() as replies:
         try:
             # The host of a URL such as ntfy://HOST is checked again as apprise connects.
             with guarded_connections(allowed):
@@ -698,12 +699,25 @@ def _send_apprise(channel: ChannelSpec, message: Message, settings: Settings) ->
         except Exception as exc:  # plugins raise on bad content; the dispatcher wants one type
             captured.lines.append(f"{type(exc).__name__}: {exc}")
             ok = False
-    if ok:
+    robot = next((name for cls, (name, _) in ENDPOINTS.items() if isinstance(plugin, cls)), "")
+    refused = refusal(robot, replies)
+    if ok and refused is None:
         return
+    service = getattr(plugin, "service_name", None) or _scheme(channel.target)
+    # A robot that answers 200 with an error code in its body did not post the message;
+    # Feishu's "too many requests" comes with a 400 that alone would read as permanent.
+    if refused is not None and (ok or refused.temporary):
+        said = _mask(f"{refused.code} {refused.message}".strip(), secrets)[:300]
+        if refused.temporary:
+            raise ChannelError(f"{service} did not take the message now ({said}); will try again.")
+        raise ChannelError(
+            f"{service} refused the message ({said}); check the robot's token and its security "
+            "settings (keyword, signature, IP allow-list).",
+            permanent=True,
+        )
     reason = _mask("; ".join(captured.lines) or "no reason given", secrets)
     status = _status_in(reason)
     permanent = status is not None and 400 <= status < 500 and status not in RETRY_STATUSES
-    service = getattr(plugin, "service_name", None) or _scheme(channel.target)
     if status is not None and 300 <= status < 400:
         # Redirects are not followed (plugin.redirects is off for endpoints): repeating the
         # same request gets the same answer.
