@@ -130,6 +130,24 @@ def test_a_batch_reads_each_text_as_if_alone(reader: Reader) -> None:
     assert [r.to_row() for r in together] == [r.to_row() for r in alone]
 
 
+def test_scores_are_stored_rounded_to_four_places(reader: Reader) -> None:
+    """Scores go to the database, the API and the CLI as written: 0.9434, never the float32
+    0.9434000253677368."""
+    texts = [normalize(t) for t in (COMPLAINT, HAPPY, FIRE, RUMOUR, ENGLISH_BAD)]
+    readings = reader.read_batch(texts, [None, None, None, None, "en"])
+    scores = [
+        value
+        for r in readings
+        for value in (
+            r.polarity.score, r.polarity.negative, r.polarity.positive,
+            r.emotion.score, r.credibility.score,
+        )
+        if value is not None
+    ]  # fmt: skip
+    assert len(scores) == 5 * 3 + 4 * 2
+    assert all(type(v) is float and repr(v) == repr(round(v, 4)) for v in scores), scores
+
+
 def test_english_gets_polarity_but_no_emotion_or_credibility(reader: Reader) -> None:
     bad, good = read(reader, ENGLISH_BAD, "en"), read(reader, ENGLISH_GOOD, "en")
     assert bad.polarity.label == "negative" and bad.polarity.score < 0  # type: ignore[operator]

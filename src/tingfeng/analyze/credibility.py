@@ -39,5 +39,6 @@ class CredibilityReader:
     def read(self, texts: Sequence[str], features: Features | None = None) -> list[Credibility]:
         if not texts:
             return []
-        probs = np.round(self.model.predict_proba(texts, features)[:, self.column], 4).tolist()
+        column = self.model.predict_proba(texts, features)[:, self.column]
+        probs = np.round(column.astype(np.float64), 4).tolist()  # float64: see emotion.read
         return [Credibility(p >= self.threshold, p) for p in probs]

@@ -50,5 +50,7 @@ class EmotionReader:
             return []
         probs = self.probabilities(texts, features)
         best = probs.argmax(axis=1)
-        top = np.round(probs[np.arange(len(best)), best], 4).tolist()
+        # In float64: a float32 rounded to 4 places is not 0.9434 but 0.9434000253677368, which
+        # the API, the CLI and the database would all show.
+        top = np.round(probs[np.arange(len(best)), best].astype(np.float64), 4).tolist()
         return [Emotion(self.labels[k], p) for k, p in zip(best.tolist(), top, strict=True)]

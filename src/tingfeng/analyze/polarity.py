@@ -123,7 +123,9 @@ class PolarityReader:
         return out
 
     def label(self, probs: np.ndarray, lang: str) -> list[Polarity]:
-        # Vectorised: a Python loop with np.argmax per row cost ~15 µs a post.
+        # Vectorised: a Python loop with np.argmax per row cost ~15 µs a post. float64, so
+        # scores round to 4 places exactly (see emotion.read).
+        probs = np.asarray(probs, dtype=np.float64)
         neg, pos = probs[:, 0], probs[:, 2]
         if self.columns[lang][1] is None:
             band = self.bands.get(lang, 0.0)
