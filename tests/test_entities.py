@@ -86,6 +86,16 @@ def test_people(segmenter: Segmenter) -> None:
     assert entities.persons == [Entity("马云", 2), Entity("马化腾", 1), Entity("李明", 1)]
 
 
+def test_common_words_jieba_tags_as_names_are_not_people(segmenter: Segmenter) -> None:
+    # jieba's dictionary tags 谢谢, 宝宝, 啊啊啊 and 今天上午 `nr`.
+    tagged = segmenter.dictionary.tag("谢谢宝宝啊啊啊今天上午", True)
+    assert {w for w, pos in tagged if pos == "nr"} >= {
+        "谢谢", "宝宝", "啊啊啊", "今天上午",
+    }  # fmt: skip
+    text = "谢谢大家！宝宝今天上午发烧了，啊啊啊急死了，李明医生说没事"
+    assert names(extract_entities(text, segmenter).persons) == ["李明"]
+
+
 def test_anonymised_people(segmenter: Segmenter) -> None:
     entities = extract_entities("张某在家中被李某某打伤，王某报警", segmenter)
     assert names(entities.persons) == ["张某", "李某某", "王某"]

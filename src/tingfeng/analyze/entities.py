@@ -108,6 +108,12 @@ _PLACE_ENDINGS = frozenset("省市区县镇乡村")
 # jieba with HMM sometimes glues a function word to a name ("张三在").
 _TRAILING_FUNCTION_CHARS = frozenset("在和与跟说是的了被把向对从给为也都就还又等")
 _ANONYMOUS = frozenset({"某", "某某"})
+# jieba's dictionary tags some common words `nr` (谢谢, 宝宝, 啊啊啊, 今天上午). What no
+# personal name is: one character repeated, a word with an interjection or sentence particle,
+# a time of day. (Other mis-tagged words, 明白 or 阳光, need a surname list: docs/decisions.md.)
+_NOT_IN_NAMES = frozenset("啊呵嘿哦噢嗯呀吗呢啦嘛哇喔哟唉")
+_TIME_STARTS = ("今天", "明天", "昨天", "前天", "后天", "今晚", "今早", "昨晚")
+_TIME_ENDS = ("上午", "下午", "晚上", "中午", "早上", "凌晨", "傍晚")
 _CANDIDATE_TAGS = _PERSON_TAGS | _PLACE_TAGS | _NOUN_TAGS
 _MAX_BACK = 8
 
@@ -200,7 +206,8 @@ def extract_entities(
                 skip = index + 1
             elif len(word) >= 3 and word[-1] in _TRAILING_FUNCTION_CHARS:
                 word = word[:-1]
-            _add(persons, word)
+            if _may_be_a_name(word):
+                _add(persons, word)
         elif pos in _PLACE_TAGS:
             _add(places, word)
 
@@ -295,6 +302,15 @@ def _is_org_word(word: str, pos: str) -> bool:
     if pos not in _NOUN_TAGS or len(word) < 2:
         return False
     return word.endswith(_ORG_SUFFIXES) or (len(word) >= 3 and word[-1] in _ORG_SUFFIX_CHARS)
+
+
+def _may_be_a_name(word: str) -> bool:
+    return (
+        len(set(word)) > 1
+        and _NOT_IN_NAMES.isdisjoint(word)
+        and not word.startswith(_TIME_STARTS)
+        and not word.endswith(_TIME_ENDS)
+    )
 
 
 def _add(counts: dict[str, int], name: str) -> None:
