@@ -523,6 +523,18 @@ def test_a_label_map_in_settings_names_an_onnx_models_labels(
 # --- the version -------------------------------------------------------------------------------
 
 
+def test_the_version_changes_with_the_rules(
+    segmenter: Segmenter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tingfeng.analyze import reading
+
+    before = Reader(segmenter).version
+    monkeypatch.setattr(reading, "RULES_VERSION", reading.RULES_VERSION + 1)
+    after = Reader(segmenter).version
+    assert after != before
+    assert after.split("-")[1] == before.split("-")[1]  # the taxonomy part stays
+
+
 def test_the_version_changes_with_the_taxonomy(segmenter: Segmenter) -> None:
     own = Reader(segmenter)
     before = own.version

@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 # Analyses read the start of very long posts: what a 100 KB post is about shows in its first
 # pages, and the cost of a reading stays bounded.
 MAX_READ_CHARS = 20_000
+# Raise when a rule-based stage (keywords, entities, regions, category matching: their code,
+# not the taxonomy, which has its own version) starts reading differently, so that the
+# readings' version changes and `tingfeng reanalyze` re-reads stored posts with the new rules.
+# 2: persons drop reduplicated words, interjections and times of day (session 13).
+RULES_VERSION = 2
 # Readings of short texts are remembered across batches (reposts repeat the same few words).
 _MEMO_MAX_CHARS = 140
 _MEMO_SIZE = 50_000
@@ -182,6 +187,7 @@ class Reader:
 
     def _model_fingerprint(self) -> str:
         parts = [
+            f"rules={RULES_VERSION}",
             f"credibility>={self.credibility.threshold}",
             f"bands={sorted(self.polarity.bands.items())}",
         ]
@@ -203,7 +209,8 @@ class Reader:
 
     @property
     def version(self) -> str:
-        """Changes when a model or the taxonomy changes: what `reanalyze` compares."""
+        """Changes when a model, the taxonomy or the rules (`RULES_VERSION`) change: what
+        `reanalyze` compares."""
         return f"{self._version_base}-{self.categories.version}"
 
     def set_taxonomy(self, taxonomy: Taxonomy) -> None:
