@@ -215,6 +215,51 @@ def test_still_ambiguous_gives_the_common_ancestor(finder: RegionFinder) -> None
     assert finder.find("鼓楼区") == []
 
 
+# --- English posts: Latin spellings ---------------------------------------------------------
+
+
+def test_english_posts_name_places_in_pinyin(finder: RegionFinder) -> None:
+    def found(text: str, source: str | None = None) -> list[str]:
+        return codes(finder.find(normalize(text), source))
+
+    assert found("Floods hit Guangdong province and Shenzhen; residents evacuated") == ["440300"]
+    assert found("Protesters gathered in Hong Kong, then in Macau") == ["810000", "820000"]
+    assert found("A gas blast in Xi'an and another in Xian county") == ["610100"]
+    assert found("Tibet and Inner Mongolia") == ["540000", "150000"]
+    # Shaanxi is 陕西; plain "Shanxi" is 山西 or 陕西 and needs something to settle it.
+    assert found("Shaanxi") == ["610000"]
+    assert found("Shanxi") == []
+    # Spelled alike (台州, 泰州): settled by the province, as 鼓楼区 is in Chinese.
+    assert found("A factory fire in Taizhou") == []
+    assert found("A factory fire in Taizhou, Zhejiang") == ["331000"]
+    assert found("A factory fire in Taizhou", "江苏") == ["321200"]
+    # Context-only forms stay so: Chaoyang names the city in 辽宁, the district with Beijing.
+    assert found("Chaoyang district, Beijing, was flooded") == ["110105"]
+
+
+def test_latin_spellings_stand_alone_and_only_outside_chinese(finder: RegionFinder) -> None:
+    assert finder.find("shanghaied sailors and the hangzhouer") == []
+    assert finder.find("ali baba") == []  # 阿里地区 is not spelled out: "ali" is a name
+    assert codes(finder.find("#shenzhen: traffic")) == ["440300"]
+    # In Chinese posts, pinyin is in addresses and user names, not what the post is about.
+    assert finder.find("网友 @shenzhen_news 转发：www.hangzhou.gov.cn") == []
+    assert codes(finder.find("深圳网友 @hangzhou_news 说")) == ["440300"]
+    # The names of places used by the entity rules stay Chinese.
+    assert "shenzhen" not in finder.names()
+
+
+def test_latin_forms_file_matches_the_table(finder: RegionFinder) -> None:
+    from tingfeng.analyze.regions import LATIN_FORMS
+
+    forms = json.loads(LATIN_FORMS.read_text(encoding="utf-8"))
+    assert len(forms) > 330  # every province and city short form, but those too short
+    chinese = finder.names()
+    assert set(forms) <= chinese  # scripts/division_latin.py made it from this table
+    spellings = [s for v in forms.values() for s in v]
+    assert all(s == s.lower() and len(s) >= 4 for s in spellings)
+    assert {"beijing", "guangdong", "harbin", "urumqi", "hong kong"} <= set(spellings)
+
+
 # --- results -----------------------------------------------------------------------------
 
 

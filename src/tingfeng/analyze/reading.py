@@ -42,7 +42,8 @@ MAX_READ_CHARS = 20_000
 # Raise when a rule-based stage (keywords, entities, regions, category matching: their code,
 # not the taxonomy, which has its own version) starts reading differently, so that the
 # readings' version changes and `tingfeng reanalyze` re-reads stored posts with the new rules.
-# 2: persons drop reduplicated words, interjections and times of day (session 13).
+# 2 (session 13): persons drop reduplicated words, interjections and times of day; English
+# posts get regions from pinyin spellings.
 RULES_VERSION = 2
 # Readings of short texts are remembered across batches (reposts repeat the same few words).
 _MEMO_MAX_CHARS = 140

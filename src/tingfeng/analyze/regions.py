@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -69,6 +70,13 @@ _WORD_LIKE_CITY_SHORT_FORMS = frozenset({"阿里", "白银", "来宾", "安康",
 # Word boundaries around a two-character match come from segmenting this many characters on
 # either side of it (or the whole text, when it has many such matches).
 _BOUNDARY_WINDOW = 6
+
+# Latin spellings of province and city short forms (杭州 → hangzhou; 香港 → hong kong), made by
+# scripts/division_latin.py with pypinyin. They are read only in texts without Chinese
+# characters: a Chinese post names its places in Chinese, and its pinyin is in addresses and
+# user names (@shenzhen_news), not in what the post is about.
+LATIN_FORMS = Path(__file__).with_name("division_latin.json")
+_CJK = re.compile("[\u3400-\u9fff\uf900-\ufaff]")
 
 
 def adcodes_path() -> Path:
@@ -335,6 +343,8 @@ class _Key:
     context: tuple[Division, ...]
     """Divisions it names only when their parent is in the text or the source's region."""
     check_boundary: bool
+    latin: bool = False
+    """A Latin spelling (hangzhou): matched between non-letters, in texts without Chinese."""
 
 
 @dataclass(slots=True)
@@ -360,13 +370,18 @@ class RegionFinder:
         table: DivisionTable | None = None,
         *,
         cut: Callable[[str], list[str]] | None = None,
+        latin_forms: dict[str, list[str]] | None = None,
     ) -> None:
         """`cut` segments text around two-character matches to check that they are words of
         their own (大同小异, 孙中山 are not 大同, 中山); default: rjieba's dictionary, no HMM.
-        Pass `Segmenter.cut` so that the administrator's user words apply."""
+        Pass `Segmenter.cut` so that the administrator's user words apply. `latin_forms`
+        maps short forms to their Latin spellings (default: `LATIN_FORMS`)."""
         self.table = default_table() if table is None else table
         self._cut = cut if cut is not None else _plain_cut
         self._keys = self._build_keys(self.table)
+        self._keys += self._latin_keys(
+            self._keys, _load_latin_forms() if latin_forms is None else latin_forms
+        )
         self._automaton = ahocorasick.Automaton()
         for index, key in enumerate(self._keys):
             self._automaton.add_word(_encode(key.text), index)
@@ -423,10 +438,35 @@ class RegionFinder:
             keys.append(_Key(text, main, extra, check_boundary=len(text) <= 2))
         return keys
 
+    @staticmethod
+    def _latin_keys(keys: list[_Key], forms: dict[str, list[str]]) -> list[_Key]:
+        """A key for each Latin spelling, naming what its Chinese form names (primary and
+        in context alike: "jilin" is the province, the city only in context, as 吉林 is).
+        Forms spelled alike (苏州 and 宿州, suzhou) make one ambiguous key."""
+        by_text = {key.text: key for key in keys}
+        merged: dict[str, tuple[list[Division], list[Division]]] = {}
+        for form, spellings in forms.items():
+            key = by_text.get(form)
+            if key is None:
+                continue
+            for spelling in spellings:
+                primary, context = merged.setdefault(spelling.lower(), ([], []))
+                primary.extend(key.primary)
+                context.extend(key.context)
+        out = []
+        for text in sorted(merged):
+            primary, context = merged[text]
+            main = tuple(dict.fromkeys(primary))
+            extra = tuple(d for d in dict.fromkeys(context) if d not in main)
+            out.append(_Key(text, main, extra, check_boundary=False, latin=True))
+        return out
+
     def names(self, *, standalone_only: bool = False) -> frozenset[str]:
         """Every name and short form matched; `standalone_only`: those that name a division
         without context (杭州, 合肥; not 朝阳 in 北京朝阳 nor the county 公安)."""
-        return frozenset(key.text for key in self._keys if key.primary or not standalone_only)
+        return frozenset(
+            key.text for key in self._keys if not key.latin and (key.primary or not standalone_only)
+        )
 
     # --- configuration values ---------------------------------------------------------------
 
@@ -494,8 +534,14 @@ class RegionFinder:
             if checks and len(text) <= checks * (2 * _BOUNDARY_WINDOW + 2):
                 bounds = self._word_bounds(text, 0)
         groups: dict[int, list[tuple[int, int]]] = {}
+        chinese: bool | None = None
         for position, (start, end, index) in enumerate(raw):
-            if check_boundaries and keys[index].check_boundary:
+            if keys[index].latin:
+                if chinese is None:
+                    chinese = _CJK.search(text) is not None
+                if chinese or not _latin_word(text, start, end):
+                    continue
+            elif check_boundaries and keys[index].check_boundary:
                 starts_ok, ends_ok = self._boundaries(text, start, end, bounds)
                 # Names run together ("山西大同", "上海浦东") are one word to jieba: a side
                 # touching another name counts as a boundary.
@@ -712,6 +758,21 @@ def _dictionary_freq(word: str) -> int:
         return max(0, int(rjieba.suggest_freq(word)) - 1)
     except Exception:
         return 0
+
+
+def _latin_word(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] stands between non-letters (not "shanghai" in "shanghaied")."""
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    return not (before.isalnum() or after.isalnum())
+
+
+def _load_latin_forms() -> dict[str, list[str]]:
+    try:
+        forms = json.loads(LATIN_FORMS.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # without the file, English posts simply get no regions
+    return forms if isinstance(forms, dict) else {}
 
 
 @cache
