@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -151,6 +151,19 @@ class Settings(BaseSettings):
         "",
         description="A JSON file with the grading model (factors, weights, thresholds); empty "
         "for the built-in defaults (docs/events-spread-grading.md).",
+    )
+    hot_mode_level: Literal["general", "serious", "major", "critical"] = Field(
+        "serious",
+        description="An event that rises to this level or above (general, serious, major, "
+        "critical: 一般/较大/重大/特大), or spikes, puts the polled sources of its posts into "
+        "hot mode: they are fetched at their hot interval (docs/sources.md).",
+    )
+    hot_mode_minutes: int = Field(
+        120,
+        ge=0,
+        le=7 * 24 * 60,
+        description="How long a hot event keeps its sources in hot mode; 0: events never "
+        "switch sources (`tingfeng source hot` still does by hand).",
     )
     analyze_on_ingest: bool = Field(
         True,

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, select
 from tingfeng.alerts import outbox
 from tingfeng.alerts.engine import AlertStage
 from tingfeng.alerts.rules import LevelSignal, SpikeSignal
+from tingfeng.collect import hot_mode
 from tingfeng.db.models import Event, EventPost, Post, Topic, TopicMatch
 from tingfeng.settings import Settings
 
@@ -58,14 +59,17 @@ def level_signal(conn: Connection, event_id: int, old: str | None, new: str) -> 
 def level_listener(
     settings: Settings, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> Callable[[Connection, int, str | None, str], None]:
-    """What to pass as `on_level` to event refreshes and grade overrides."""
+    """What to pass as `on_level` to event refreshes and grade overrides: alerts, and hot mode
+    for the event's sources when it rises far enough (`collect.hot_mode`)."""
     stage = AlertStage(None, settings)
 
     def on_level(conn: Connection, event_id: int, old: str | None, new: str) -> None:
         signal = level_signal(conn, event_id, old, new)
         if signal is None:
             return
-        result = stage.on_level(conn, signal, now())
+        at = now()
+        hot_mode.on_level(conn, settings, event_id, old, new, at)
+        result = stage.on_level(conn, signal, at)
         if result.deliveries:
             # Before the commit: the dispatcher may look too early and then finds these at its
             # next poll (outbox_poll_s), which is soon enough for a level change.

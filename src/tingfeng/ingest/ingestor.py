@@ -589,6 +589,9 @@ class Ingestor:
             spikes = self.event_stage.flush_spikes(conn, max(times))
             if spikes:
                 from tingfeng.alerts.signals import spike_signals
+                from tingfeng.collect import hot_mode
+
+                hot_mode.on_spikes(conn, self.settings, [s.series for s in spikes], self.now())
 
                 if self.alert_stage is None:
                     from tingfeng.alerts.engine import AlertStage
