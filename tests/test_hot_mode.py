@@ -32,8 +32,8 @@ def _source(conn: Any, name: str, kind: str = "feed", **values: Any) -> int:
     return int(
         conn.execute(
             insert(Source).values(
-                name=name, kind=kind, config={}, interval_s=900, hot_interval_s=60,
-                next_fetch_at=NOW + timedelta(minutes=10), **values,
+                name=name, kind=kind, config={}, next_fetch_at=NOW + timedelta(minutes=10),
+                **{"interval_s": 900, "hot_interval_s": 60, **values},
             )
         ).inserted_primary_key[0]
     )  # fmt: skip
@@ -108,7 +108,9 @@ def test_a_source_hot_for_longer_keeps_its_end_and_zero_minutes_turns_it_off(
     with write_transaction(db) as conn:
         long_hot = _source(conn, "已在热点模式", hot_until=later)
         feed = _source(conn, "县融媒")
-        eid = _event(conn, [long_hot, feed])
+        # Polled every 2 s anyway (the demo's replay): hot mode would change nothing.
+        fast = _source(conn, "回放", kind="replay", interval_s=2, hot_interval_s=2)
+        eid = _event(conn, [long_hot, feed, fast])
     with write_transaction(db) as conn:
         assert hot_mode.on_level(conn, settings, eid, "general", "serious", NOW) == []  # < major
         assert hot_mode.on_level(conn, settings, eid, "serious", "critical", NOW) == [feed]

@@ -4,7 +4,8 @@ An event turns hot when its level rises to `hot_mode_level` or above, or when it
 posts in an hour than its baseline). The polled sources (not push, lead or import) that
 carried its newest posts then go into hot mode for `hot_mode_minutes`, so follow-ups, official
 statements and comments are collected within a minute instead of at the usual interval. A
-source already hot for longer keeps its end; a disabled source stays off. Each switch is in the
+source still hot for half that time or more is left as it is, as are disabled sources and
+those whose hot interval is no shorter than their interval. Each switch is in the
 audit log, by the system. `tingfeng source hot` does the same by hand.
 """
 
@@ -30,7 +31,7 @@ NEWEST_POSTS = 2000
 
 def heat_event_sources(conn: Connection, event_id: int, minutes: int, now: datetime) -> list[int]:
     """Put the polled sources of the event's newest posts into hot mode for `minutes`; the ids
-    of the sources switched (those already hot for as long are left alone)."""
+    of the sources switched."""
     if minutes <= 0:
         return []
     newest = (
@@ -41,17 +42,21 @@ def heat_event_sources(conn: Connection, event_id: int, minutes: int, now: datet
         .subquery()
     )
     source_ids = select(Post.source_id).where(Post.id.in_(select(newest.c.post_id))).distinct()
-    until = now + timedelta(minutes=minutes)
     rows = conn.execute(
         select(Source.id, Source.hot_until).where(
             Source.id.in_(source_ids),
             Source.kind.not_in(PASSIVE_KINDS),
             Source.enabled.is_(True),
+            # Hot mode changes nothing for a source whose hot interval is no shorter.
+            Source.hot_interval_s < Source.interval_s,
         )
     ).all()
+    # A source hot for at least half as long again is left alone: a busy event's every rise
+    # would otherwise re-switch it (and write to the audit log) each time.
+    enough = now + timedelta(minutes=minutes / 2)
     switched = []
     for row in rows:
-        if row.hot_until is not None and _aware(row.hot_until, now) >= until:
+        if row.hot_until is not None and _aware(row.hot_until, now) >= enough:
             continue
         set_hot_mode(conn, row.id, minutes, now=now)
         switched.append(row.id)
