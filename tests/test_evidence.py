@@ -428,3 +428,74 @@ def test_cli_refuses_a_private_address_and_keeps_nothing(
     assert files_under(tmp_path / "var" / "evidence") == []
     assert json.loads(cli("evidence", "list", "--json").stdout) == []
     assert loopback.requests == []
+
+
+# --- evidence at alert time ------------------------------------------------------------------
+
+
+def _alert_on_post(engine: Engine, url: str | None, level: str, *, n: int, age_h: float = 0) -> int:
+    from datetime import timedelta
+
+    from tingfeng.db.models import Alert, Post, Source
+
+    now = datetime.now(UTC)
+    with write_transaction(engine) as conn:
+        sid = conn.execute(
+            insert(Source).values(name=f"县融媒{n}", kind="feed", config={})
+        ).inserted_primary_key[0]
+        pid = conn.execute(
+            insert(Post).values(
+                uid=hashlib.md5(f"alert-post-{n}".encode()).hexdigest(), source_id=sid, url=url,
+                content_hash=f"ah{n}", text_clean=LINE, title="县医院门诊楼漏雨",
+                published_at=now - timedelta(hours=age_h),
+            )
+        ).inserted_primary_key[0]  # fmt: skip
+        return int(
+            conn.execute(
+                insert(Alert).values(
+                    rule_id=None, kind="rule", dedup_key=f"r:{n}", subject=f"post:{pid}",
+                    post_id=pid, level=level, title="县医院门诊楼漏雨", status="open",
+                    window_until=now + timedelta(hours=1),
+                    created_at=now - timedelta(hours=age_h),
+                )
+            ).inserted_primary_key[0]
+        )  # fmt: skip
+
+
+def test_the_post_of_a_new_alert_is_captured_once_at_alert_time(
+    settings: Settings, engine: Engine, loopback: LoopbackServer
+) -> None:
+    from tingfeng.cases.alert_evidence import AlertEvidence
+
+    loopback.route(
+        "/post/9", Reply(body=long_page().encode("gbk"), content_type="text/html; charset=gbk")
+    )
+    gone_page = "<html><title>帖子已删除</title></html>".encode()
+    loopback.route(
+        "/gone", Reply(status=404, body=gone_page, content_type="text/html; charset=utf-8")
+    )
+    serious = _alert_on_post(engine, loopback.url("/post/9"), "serious", n=1)
+    gone = _alert_on_post(engine, loopback.url("/gone"), "major", n=2)
+    _alert_on_post(engine, loopback.url("/post/9"), "general", n=3)  # below the default level
+    _alert_on_post(engine, None, "critical", n=4)  # no address to capture
+    _alert_on_post(engine, loopback.url("/post/9"), "critical", n=5, age_h=30)  # too old
+    sweeper = AlertEvidence(engine, settings, 1.0, lambda: datetime.now(UTC))
+    recorded = sweeper.sweep()
+    assert len(recorded) == 2
+    with engine.connect() as conn:
+        rows = {r["alert_id"]: r for r in (ev.get_evidence(conn, i) for i in recorded)}
+    assert set(rows) == {serious, gone}
+    kept = rows[serious]
+    assert kept["status"] == "captured" and kept["number"] == "原帖-001"
+    assert kept["title"] == "县医院门诊楼漏雨" and kept["post_id"] is not None
+    assert kept["case_id"] is None and kept["published_at"] is not None
+    assert (ev.evidence_root(settings) / kept["png_path"]).is_file()
+    assert rows[gone]["http_status"] == 404  # a deleted post is evidence too
+    # Once: the next sweep finds nothing to do, here or in a new process.
+    requests = len(loopback.requests)
+    assert sweeper.sweep() == []
+    assert AlertEvidence(engine, settings, 1.0, lambda: datetime.now(UTC)).sweep() == []
+    assert len(loopback.requests) == requests
+    off = settings.model_copy(update={"evidence_on_alert": "off"})
+    _alert_on_post(engine, loopback.url("/post/9"), "critical", n=6)
+    assert AlertEvidence(engine, off, 1.0, lambda: datetime.now(UTC)).sweep() == []

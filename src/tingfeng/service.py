@@ -64,7 +64,8 @@ def start_keeper(queue: Queue) -> Any:
 
 
 def start_alerts(queue: Queue, *, clock: bool, dispatcher: bool) -> list[Any]:
-    """The alert clock (one per installation) and the outbox sender (any number), in threads."""
+    """The alert clock with evidence at alert time (one per installation) and the outbox sender
+    (any number), in threads."""
     from tingfeng.alerts.clock import AlertClock
     from tingfeng.alerts.dispatch import Dispatcher
     from tingfeng.alerts.engine import AlertContext
@@ -78,6 +79,11 @@ def start_alerts(queue: Queue, *, clock: bool, dispatcher: bool) -> list[Any]:
         alert_clock = AlertClock(engine, AlertContext(settings), settings.alert_clock_s, _now)
         threading.Thread(target=alert_clock.run, name="alert-clock", daemon=True).start()
         started.append(alert_clock)
+        if settings.evidence_on_alert != "off":
+            # Beside the clock: one per installation, so an alert's post is captured once.
+            from tingfeng.cases.alert_evidence import AlertEvidence
+
+            started.append(AlertEvidence(engine, settings, settings.alert_clock_s, _now).start())
     return started
 
 

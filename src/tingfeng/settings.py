@@ -242,6 +242,12 @@ class Settings(BaseSettings):
         description="Wake the sender of this process as soon as alerts are written. Off: it only "
         "polls (the benchmark's baseline).",
     )
+    evidence_on_alert: Literal["off", "general", "serious", "major", "critical"] = Field(
+        "serious",
+        description="Capture the post behind each new alert at this level or above (general, "
+        "serious, major, critical: 一般/较大/重大/特大) as evidence (WARC + screenshot) within "
+        "seconds, before it can be deleted; off: only by hand (docs/evidence.md).",
+    )
     alert_clock_s: float = Field(
         10.0, description="How often escalations, digests and missing shift reports are checked."
     )
