@@ -12,22 +12,16 @@ from tingfeng.alerts import outbox
 from tingfeng.alerts.engine import AlertStage
 from tingfeng.alerts.rules import LevelSignal, SpikeSignal
 from tingfeng.collect import hot_mode
-from tingfeng.db.models import Event, EventPost, Post, Topic, TopicMatch
+from tingfeng.db.models import Event, Post, Topic, TopicMatch
+from tingfeng.events.service import newest_post_ids
 from tingfeng.settings import Settings
 
 
 def event_topics(conn: Connection, event_id: int, limit: int = 2000) -> frozenset[int]:
     """The topics an event's posts matched (a sample of its newest posts for big events)."""
-    posts = (
-        select(EventPost.post_id)
-        .where(EventPost.event_id == event_id)
-        .order_by(EventPost.post_id.desc())
-        .limit(limit)
-        .subquery()
-    )
     rows = conn.execute(
         select(TopicMatch.topic_id)
-        .where(TopicMatch.post_id.in_(select(posts.c.post_id)))
+        .where(TopicMatch.post_id.in_(newest_post_ids(event_id, limit)))
         .distinct()
     ).scalars()
     return frozenset(rows)

@@ -19,8 +19,9 @@ from sqlalchemy import Connection, select
 
 from tingfeng.collect.scheduler import PASSIVE_KINDS
 from tingfeng.collect.sources import set_hot_mode
-from tingfeng.db.models import EventPost, Post, Source
+from tingfeng.db.models import Post, Source
 from tingfeng.events.grading import Level
+from tingfeng.events.service import newest_post_ids
 from tingfeng.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,8 @@ def heat_event_sources(conn: Connection, event_id: int, minutes: int, now: datet
     of the sources switched."""
     if minutes <= 0:
         return []
-    newest = (
-        select(EventPost.post_id)
-        .where(EventPost.event_id == event_id)
-        .order_by(EventPost.post_id.desc())
-        .limit(NEWEST_POSTS)
-        .subquery()
-    )
-    source_ids = select(Post.source_id).where(Post.id.in_(select(newest.c.post_id))).distinct()
+    newest = newest_post_ids(event_id, NEWEST_POSTS)
+    source_ids = select(Post.source_id).where(Post.id.in_(newest)).distinct()
     rows = conn.execute(
         select(Source.id, Source.hot_until).where(
             Source.id.in_(source_ids),

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text
 
-from tingfeng.db.models import Event, EventGrade, SpikeRecord, Topic
+from tingfeng.db.models import Event, EventGrade, EventPost, SpikeRecord, Topic
 from tingfeng.events.decisions import EventError, _level_name
 from tingfeng.events.grading import Level
 
@@ -163,3 +163,16 @@ def recent_spikes(conn: Connection, *, limit: int = 30) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def newest_post_ids(event_id: int, limit: int = 2000) -> Any:
+    """A subquery of the ids of the event's newest `limit` posts: what a huge event is sampled
+    by (its topics, its sources)."""
+    newest = (
+        select(EventPost.post_id)
+        .where(EventPost.event_id == event_id)
+        .order_by(EventPost.post_id.desc())
+        .limit(limit)
+        .subquery()
+    )
+    return select(newest.c.post_id)
