@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, exists, select
@@ -34,9 +34,11 @@ LOOKBACK = timedelta(hours=24)
 PER_SWEEP = 10
 
 
-def due_alerts(engine: Engine, settings: Settings, now: datetime) -> list[tuple[int, int]]:
+def due_alerts(
+    engine: Engine, settings: Settings, now: datetime, skip: Collection[int] = ()
+) -> list[tuple[int, int]]:
     """(alert id, post id) of recent alerts at `evidence_on_alert` or above whose post has an
-    address and that have no evidence yet, oldest first."""
+    address and that have no evidence yet, oldest first; not those in `skip` (tried already)."""
     if settings.evidence_on_alert == "off":
         return []
     floor = Level(settings.evidence_on_alert).rank
@@ -50,9 +52,10 @@ def due_alerts(engine: Engine, settings: Settings, now: datetime) -> list[tuple[
             Post.url.is_not(None),
             Post.url != "",
             ~exists().where(Evidence.alert_id == Alert.id),
+            Alert.id.not_in(list(skip)),
         )
         .order_by(Alert.id)
-        .limit(PER_SWEEP * 5)
+        .limit(PER_SWEEP)
     )
     with engine.connect() as conn:
         return [(int(r.id), int(r.post_id)) for r in conn.execute(query).all()]
@@ -71,10 +74,8 @@ class AlertEvidence:
     def sweep(self) -> list[int]:
         """Capture what is due; the ids of the evidence recorded (captured or failed)."""
         recorded = []
-        due = [
-            d for d in due_alerts(self.engine, self.settings, self.now()) if d[0] not in self._tried
-        ]
-        for alert_id, post_id in due[:PER_SWEEP]:
+        due = due_alerts(self.engine, self.settings, self.now(), self._tried)
+        for alert_id, post_id in due:
             if self._stop.is_set():
                 break
             self._tried.add(alert_id)
