@@ -499,3 +499,30 @@ def test_the_post_of_a_new_alert_is_captured_once_at_alert_time(
     off = settings.model_copy(update={"evidence_on_alert": "off"})
     _alert_on_post(engine, loopback.url("/post/9"), "critical", n=6)
     assert AlertEvidence(engine, off, 1.0, lambda: datetime.now(UTC)).sweep() == []
+
+
+def test_a_case_opened_from_the_alert_takes_its_evidence_into_its_file(
+    settings: Settings, engine: Engine
+) -> None:
+    from tingfeng.cases.service import open_case
+
+    first = _alert_on_post(engine, "https://news.example.cn/1", "serious", n=11)
+    second = _alert_on_post(engine, "https://news.example.cn/2", "serious", n=12)
+    with write_transaction(engine) as conn:
+        # As the sweeper leaves them: no case yet, numbered among evidence without a case.
+        ev.store_evidence(
+            conn, None, url="https://news.example.cn/1", error="timeout", alert_id=first
+        )
+        ev.store_evidence(
+            conn, None, url="https://news.example.cn/2", error="timeout", alert_id=second
+        )
+    with write_transaction(engine) as conn:
+        case_id = open_case(conn, None, settings, alert_id=second)
+    with engine.connect() as conn:
+        in_case = ev.list_evidence(conn, case_id)
+        loose = [r for r in ev.list_evidence(conn) if r["case_id"] is None]
+        trail = audit.entries(conn, subject=f"evidence:{in_case[0]['id']}")
+    assert [(r["alert_id"], r["number"]) for r in in_case] == [(second, "原帖-001")]
+    assert [(r["alert_id"], r["number"]) for r in loose] == [(first, "原帖-001")]
+    attached = [e for e in trail if e["action"] == "evidence.attach"]
+    assert attached and attached[0]["detail"]["was"] == "原帖-002"

@@ -830,6 +830,42 @@ def list_evidence(conn: Connection, case_id: int | None = None) -> list[dict[str
     return rows
 
 
+def attach_alert_evidence(conn: Connection, case_id: int, alert_id: int, actor: Any) -> list[str]:
+    """Move the evidence captured at alert time (no case yet) into a case opened from that
+    alert, numbered in the case's own sequence; returns the new numbers. The files stay as
+    they are; each move is audited as `evidence.attach` with the number it had."""
+    t = Evidence.__table__
+    rows = conn.execute(
+        select(t.c.id, t.c.category, t.c.number)
+        .where(t.c.alert_id == alert_id, t.c.case_id.is_(None))
+        .order_by(t.c.id)
+    ).all()
+    if not rows:
+        return []
+    if conn.dialect.name == "postgresql":
+        conn.execute(sql_text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    numbers = []
+    for row in rows:
+        seq = 1 + (
+            conn.execute(
+                select(func.max(t.c.seq)).where(
+                    t.c.case_id == case_id, t.c.category == row.category
+                )
+            ).scalar()
+            or 0
+        )
+        number = f"{CATEGORY_LABELS[row.category]}-{seq:03d}"
+        conn.execute(
+            update(t).where(t.c.id == row.id).values(case_id=case_id, seq=seq, number=number)
+        )
+        audit.record(
+            conn, audit.Actor.of(actor), "evidence.attach", f"evidence:{row.id}",
+            {"case_id": case_id, "number": number, "was": row.number, "alert_id": alert_id},
+        )  # fmt: skip
+        numbers.append(number)
+    return numbers
+
+
 def update_handling_result(conn: Connection, evidence_id: int, text: str, actor: Any) -> None:
     """Fill in the handling result (处置结果), which is known only later; audited."""
     before = get_evidence(conn, evidence_id)

@@ -402,6 +402,11 @@ def open_case(
         from tingfeng.cases import board
 
         board.mark_accepted(conn, board_message_id, case_id, actor)
+    if alert_id is not None:
+        # The post captured when the alert fired (cases.alert_evidence) joins the case's file.
+        from tingfeng.cases.evidence import attach_alert_evidence
+
+        attach_alert_evidence(conn, case_id, alert_id, actor)
     return case_id
 
 
