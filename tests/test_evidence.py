@@ -522,7 +522,16 @@ def test_a_case_opened_from_the_alert_takes_its_evidence_into_its_file(
         in_case = ev.list_evidence(conn, case_id)
         loose = [r for r in ev.list_evidence(conn) if r["case_id"] is None]
         trail = audit.entries(conn, subject=f"evidence:{in_case[0]['id']}")
-    assert [(r["alert_id"], r["number"]) for r in in_case] == [(second, "原帖-001")]
+    # It keeps its number; the case's own captures follow it.
+    assert [(r["alert_id"], r["number"]) for r in in_case] == [(second, "原帖-002")]
     assert [(r["alert_id"], r["number"]) for r in loose] == [(first, "原帖-001")]
     attached = [e for e in trail if e["action"] == "evidence.attach"]
-    assert attached and attached[0]["detail"]["was"] == "原帖-002"
+    assert attached and attached[0]["detail"]["case_id"] == case_id
+    with write_transaction(engine) as conn:
+        own = ev.store_evidence(
+            conn, None, url="https://news.example.cn/3", error="x", case_id=case_id
+        )
+        # Numbers are never reused: the next evidence without a case is not 原帖-002 again.
+        later = ev.store_evidence(conn, None, url="https://news.example.cn/4", error="x")
+        assert ev.get_evidence(conn, own)["number"] == "原帖-003"
+        assert ev.get_evidence(conn, later)["number"] == "原帖-003"

@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, or_, select, update
 from sqlalchemy import text as sql_text
 
 from tingfeng import __version__, audit
@@ -700,7 +700,13 @@ def store_evidence(
         # Two captures for one case at once would take the same number (and for evidence
         # without a case the unique constraint, blind to NULL, would not even notice).
         conn.execute(sql_text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-    same = t.c.case_id.is_(None) if case_id is None else t.c.case_id == case_id
+    # Without a case, evidence is numbered among all such evidence, counting what was captured
+    # at an alert and has since joined a case (attach_alert_evidence), so no number comes back.
+    same = (
+        or_(t.c.case_id.is_(None), t.c.alert_id.is_not(None))
+        if case_id is None
+        else t.c.case_id == case_id
+    )
     seq = 1 + (
         conn.execute(select(func.max(t.c.seq)).where(same, t.c.category == category)).scalar() or 0
     )
@@ -831,39 +837,23 @@ def list_evidence(conn: Connection, case_id: int | None = None) -> list[dict[str
 
 
 def attach_alert_evidence(conn: Connection, case_id: int, alert_id: int, actor: Any) -> list[str]:
-    """Move the evidence captured at alert time (no case yet) into a case opened from that
-    alert, numbered in the case's own sequence; returns the new numbers. The files stay as
-    they are; each move is audited as `evidence.attach` with the number it had."""
+    """Put the evidence captured at alert time (no case yet) into a case opened from that
+    alert; returns their numbers. They keep the numbers they were given, which the case's own
+    captures then follow (numbers are never reused, see `store_evidence`). The files stay as
+    they are; each move is audited as `evidence.attach`."""
     t = Evidence.__table__
     rows = conn.execute(
-        select(t.c.id, t.c.category, t.c.number)
+        select(t.c.id, t.c.number)
         .where(t.c.alert_id == alert_id, t.c.case_id.is_(None))
         .order_by(t.c.id)
     ).all()
-    if not rows:
-        return []
-    if conn.dialect.name == "postgresql":
-        conn.execute(sql_text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-    numbers = []
     for row in rows:
-        seq = 1 + (
-            conn.execute(
-                select(func.max(t.c.seq)).where(
-                    t.c.case_id == case_id, t.c.category == row.category
-                )
-            ).scalar()
-            or 0
-        )
-        number = f"{CATEGORY_LABELS[row.category]}-{seq:03d}"
-        conn.execute(
-            update(t).where(t.c.id == row.id).values(case_id=case_id, seq=seq, number=number)
-        )
+        conn.execute(update(t).where(t.c.id == row.id).values(case_id=case_id))
         audit.record(
             conn, audit.Actor.of(actor), "evidence.attach", f"evidence:{row.id}",
-            {"case_id": case_id, "number": number, "was": row.number, "alert_id": alert_id},
+            {"case_id": case_id, "number": row.number, "alert_id": alert_id},
         )  # fmt: skip
-        numbers.append(number)
-    return numbers
+    return [row.number for row in rows]
 
 
 def update_handling_result(conn: Connection, evidence_id: int, text: str, actor: Any) -> None:
