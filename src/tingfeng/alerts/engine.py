@@ -35,7 +35,7 @@ from tingfeng.alerts.rules import (
     spike_reasons,
 )
 from tingfeng.db.models import Alert, AlertLog, AlertRule, Channel, Event, Source
-from tingfeng.events.grading import Level
+from tingfeng.events.grading import Level, level_rank
 from tingfeng.office.people import Person
 from tingfeng.secret import secret_key
 from tingfeng.settings import Settings
@@ -53,11 +53,7 @@ def max_level(*levels: str | None) -> str:
     return str(max(ranks, key=lambda lv: lv.rank)) if ranks else str(Level.general)
 
 
-def rank(level: str | None) -> int:
-    try:
-        return Level(level or "general").rank
-    except ValueError:
-        return 0
+rank = level_rank  # the alert code's short name for it
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select
 from tingfeng.collect.scheduler import PASSIVE_KINDS
 from tingfeng.collect.sources import set_hot_mode
 from tingfeng.db.models import Post, Source
-from tingfeng.events.grading import Level
+from tingfeng.events.grading import level_rank
 from tingfeng.events.service import newest_post_ids
 from tingfeng.settings import Settings
 
@@ -51,7 +51,7 @@ def heat_event_sources(conn: Connection, event_id: int, minutes: int, now: datet
     enough = now + timedelta(minutes=minutes / 2)
     switched = []
     for row in rows:
-        if row.hot_until is not None and _aware(row.hot_until, now) >= enough:
+        if row.hot_until is not None and row.hot_until >= enough:
             continue
         set_hot_mode(conn, row.id, minutes, now=now)
         switched.append(row.id)
@@ -65,8 +65,7 @@ def on_level(
     conn: Connection, settings: Settings, event_id: int, old: str | None, new: str, now: datetime
 ) -> list[int]:
     """Heat the event's sources when its level rises to `hot_mode_level` or above."""
-    threshold = _rank(settings.hot_mode_level)
-    if _rank(new) < threshold or _rank(new) <= _rank(old):
+    if level_rank(new) < level_rank(settings.hot_mode_level) or level_rank(new) <= level_rank(old):
         return []
     return heat_event_sources(conn, event_id, settings.hot_mode_minutes, now)
 
@@ -81,15 +80,3 @@ def on_spikes(
         if kind == "event" and ident.isdigit():
             switched += heat_event_sources(conn, int(ident), settings.hot_mode_minutes, now)
     return switched
-
-
-def _rank(level: str | None) -> int:
-    try:
-        return Level(level).rank if level else -1
-    except ValueError:
-        return -1
-
-
-def _aware(value: datetime, like: datetime) -> datetime:
-    # SQLite hands back naive UTC datetimes for some drivers' columns.
-    return value if value.tzinfo is not None else value.replace(tzinfo=like.tzinfo)

@@ -112,6 +112,16 @@ class Level(StrEnum):
 
 
 _ORDER = (Level.general, Level.serious, Level.major, Level.critical)
+
+
+def level_rank(level: str | None) -> int:
+    """0..3 for general..critical; a missing or unknown level counts as general."""
+    try:
+        return Level(level or "general").rank
+    except ValueError:
+        return 0
+
+
 _ZH = {Level.general: "一般", Level.serious: "较大", Level.major: "重大", Level.critical: "特大"}
 
 
