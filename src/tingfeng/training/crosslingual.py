@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from tingfeng.training import datasets as ds
+from tingfeng.training.evaluate import macro_recall
 
 log = logging.getLogger(__name__)
 
@@ -513,10 +514,6 @@ def embed(session: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
         ids = np.array([encoding.ids], np.int64)
         out[i] = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
     return out
-
-
-def macro_recall(gold: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean([np.mean(pred[gold == c] == c) for c in LABELS if (gold == c).any()]))
 
 
 def tune_offsets(
