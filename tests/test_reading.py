@@ -169,7 +169,11 @@ def test_english_is_read_by_the_shipped_transformer(reader: Reader) -> None:
     english = reader.polarity.models["en"]
     assert isinstance(english, LoadedOnFirstUse)
     assert english.directory == MODEL_DIR / "polarity-en"
-    assert 0.0 < reader.polarity.bands["en"] < 0.5  # tuned with the model (config.json)
+    # Three labels: the model reads "neutral" itself (learned from Weibo, not a band).
+    assert english.labels == ["negative", "neutral", "positive"]
+    assert reader.polarity.columns["en"] == [0, 1, 2]
+    notice = "The council meets on Tuesday at 7 pm in the town hall."
+    assert read(reader, notice, "en").polarity.label == "neutral"
     linear = PolarityReader(builtin_model("polarity-zh"), builtin_model("polarity-en-linear"))
     assert linear.read([NOT_BAD], ["en"])[0].score < 0  # type: ignore[operator]
     assert read(reader, NOT_BAD, "en").polarity.score > 0.5  # type: ignore[operator]
@@ -179,7 +183,7 @@ def test_english_is_read_by_the_shipped_transformer(reader: Reader) -> None:
 def test_the_english_transformer_loads_with_the_first_english_text() -> None:
     """Its session costs ~140 MB a process: Chinese posts alone never open it."""
     english = LoadedOnFirstUse(MODEL_DIR / "polarity-en")
-    assert english.labels == ["negative", "positive"] and not english.loaded
+    assert english.labels == ["negative", "neutral", "positive"] and not english.loaded
     polarity = PolarityReader(builtin_model("polarity-zh"), english)
     assert polarity.read([normalize(COMPLAINT)], ["zh"])[0].label == "negative"
     assert not english.loaded

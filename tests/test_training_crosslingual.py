@@ -89,8 +89,11 @@ def write_e5s1(path: Path, seed: int = 3) -> dict[str, np.ndarray]:
     return decoded
 
 
-def reference_vector(w: dict[str, np.ndarray], ids: list[int]) -> np.ndarray:
-    """The encoder in plain NumPy: post-LayerNorm BERT, mean of tokens, L2-normalised."""
+def reference_vector(
+    w: dict[str, np.ndarray], ids: list[int], layers: list[str] | None = None
+) -> np.ndarray:
+    """The encoder in plain NumPy: post-LayerNorm BERT, mean of tokens, L2-normalised;
+    `layers` names the weights of each layer in turn (default l0, l1, ...)."""
 
     def norm(x: np.ndarray, p: str) -> np.ndarray:
         mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
@@ -103,8 +106,7 @@ def reference_vector(w: dict[str, np.ndarray], ids: list[int]) -> np.ndarray:
     x = w["emb.word"].reshape(-1, H)[ids] + w["emb.pos"].reshape(-1, H)[:n] + w["emb.type"][:H]
     x = norm(x, "emb.ln")
     width = H // HEADS
-    for layer in range(LAYERS):
-        p = f"l{layer}"
+    for p in layers or [f"l{layer}" for layer in range(LAYERS)]:
         q, k, v = (
             linear(x, f"{p}.{m}", H).reshape(n, HEADS, width).transpose(1, 0, 2) for m in "qkv"
         )
@@ -226,6 +228,74 @@ def test_the_graph_computes_the_encoder(encoder, tmp_path: Path) -> None:  # typ
         assert np.allclose(batch, got[:2], atol=1e-4)
 
 
+def _layer_weights(rng: np.random.Generator, name: str) -> dict[str, np.ndarray]:
+    out = {}
+    for part, n_out, n_in in (("q", H, H), ("k", H, H), ("v", H, H), ("ao", H, H),
+                              ("fi", FFN, H), ("fo", H, FFN)):  # fmt: skip
+        out[f"{name}.{part}.w"] = rng.normal(0, 0.3, n_out * n_in).astype(np.float32)
+        out[f"{name}.{part}.b"] = rng.normal(0, 0.05, n_out).astype(np.float32)
+    for part in ("aln", "oln"):
+        out[f"{name}.{part}.w"] = (1 + rng.normal(0, 0.05, H)).astype(np.float32)
+        out[f"{name}.{part}.b"] = rng.normal(0, 0.05, H).astype(np.float32)
+    return out
+
+
+def test_the_two_reading_graph_splits_the_polar_share_by_the_fine_tuned_copy(encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    import onnx
+    import onnxruntime as ort
+
+    path, weights = encoder
+    base = cl.read_e5_base(path)
+    keep = cl.english_vocabulary(base, 1_000, WORDS)
+    tokenizer = cl.build_tokenizer(base, keep, 30)
+    rng = np.random.default_rng(5)
+    # A copy of the top layer with other weights, and its one-number head.
+    direction = _layer_weights(rng, f"d{LAYERS - 1}")
+    direction["direction.w"] = rng.normal(0, 2, (1, H)).astype(np.float32)
+    direction["direction.b"] = np.array([0.3], np.float32)
+    assert cl.direction_start(direction) == LAYERS - 1
+    head = (rng.normal(0, 2, (3, H)), rng.normal(0, 0.5, 3))
+    model = tmp_path / "two.onnx"
+    onnx.save_model(cl.build_graph(base, keep, POSITIONS, head, direction=direction), str(model))
+    texts = ["good road", "the road is closed ...", "i hate it 😂"]
+
+    def expected(text: str) -> np.ndarray:
+        ids = [keep[i] for i in tokenizer.encode(text).ids]
+        reading = head[0] @ reference_vector(weights, ids) + head[1]
+        reading = reading - np.logaddexp.reduce(reading)  # log-probabilities
+        copy = [f"l{layer}" for layer in range(LAYERS - 1)] + [f"d{LAYERS - 1}"]
+        lean = direction["direction.w"][0] @ reference_vector({**weights, **direction}, ids, copy)
+        lean += direction["direction.b"][0]
+        polar = np.logaddexp(reading[0], reading[2])
+        return np.array([polar - np.logaddexp(0, lean), reading[1], polar - np.logaddexp(0, -lean)])
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    got = cl.embed(session, tokenizer, texts)
+    for text, logits in zip(texts, got, strict=True):
+        assert np.allclose(logits, expected(text), atol=1e-4), text
+        assert np.isclose(np.exp(logits).sum(), 1.0, atol=1e-5)  # already log-probabilities
+    # The neutral share is the first reading's; which way the rest goes is the copy's.
+    assert len({round(float(np.exp(g[2]) / (np.exp(g[0]) + np.exp(g[2]))), 3) for g in got}) == 3
+    # Offsets tuned after quantisation go into the file's last constant.
+    cl.set_offsets(model, np.array([-0.4, 0.0, 0.2]))
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    assert np.allclose(
+        cl.embed(session, tokenizer, texts), got + np.array([-0.4, 0.0, 0.2]), atol=1e-5
+    )
+    # Written as shipped (quantised; quantisation lifts the opset), it still loads and reads.
+    from tingfeng.analyze.builtin_models import open_builtin_transformer
+
+    folder = cl.write_model(base, keep, tokenizer, tmp_path / "shipped", head, direction)
+    cl.set_offsets(folder / "model.onnx", np.array([-0.4, 0.0, 0.2]))
+    p = open_builtin_transformer(folder).predict_proba(texts)
+    shifted = np.exp(got + np.array([-0.4, 0.0, 0.2]))
+    assert np.allclose(p, shifted / shifted.sum(axis=1, keepdims=True), atol=0.05)
+    plain = tmp_path / "one.onnx"
+    onnx.save_model(cl.build_graph(base, keep, POSITIONS, head), str(plain))
+    with pytest.raises(ValueError, match="not a two-reading model"):
+        cl.set_offsets(plain, np.zeros(3))
+
+
 def test_the_folded_layer_equals_centring_then_the_linear_reading() -> None:
     rng = np.random.default_rng(0)
     coef, intercept = rng.normal(size=(3, 8)), rng.normal(size=3)
@@ -275,7 +345,7 @@ def test_the_whole_recipe_writes_a_three_way_model(encoder, tmp_path: Path) -> N
             "text": "The road is closed until the third day of the month for the works. " * 3}  # fmt: skip
     events.write_text(json.dumps(news) + "\n")
     out = tmp_path / "polarity-en"
-    got = cl.train_polarity_en_crosslingual(data, out, 7, encoder[0], words=WORDS)
+    got = cl.train_polarity_en_crosslingual(data, out, 7, encoder[0], words=WORDS, fine_tune=False)
     assert got.meta["train_rows"] == {"sst2": 24, "smp2020": 24}
     assert got.meta["params"]["C"] in cl.PARAMS["C_grid"]
     assert 0.0 <= got.meta["dev"]["macro_recall_all"] <= 1.0
@@ -295,3 +365,6 @@ def test_no_encoder_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "wordfreq", None)
     with pytest.raises(cl.BaseModelMissing, match="pip install wordfreq"):
         cl.english_words()
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(cl.BaseModelMissing, match=r"PyTorch.*\[train-transformer\]"):
+        cl.require_torch()

@@ -1,7 +1,9 @@
-"""The parts of the English transformer's training that run without PyTorch.
+"""The parts of the MiniLM transformer's training (a recipe built on demand, no longer the
+shipped English model) that run without PyTorch, and `tingfeng train`'s answer without it.
 
-Fine-tuning itself needs PyTorch (an optional extra, not installed for the tests); its product,
-the shipped `polarity-en` folder, is tested in tests/test_reading.py and test_analysis_cli.py.
+Fine-tuning itself needs PyTorch (an optional extra, not installed for the tests); the shipped
+`polarity-en` folder is tested in tests/test_reading.py and test_analysis_cli.py, its build in
+tests/test_training_crosslingual.py.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def test_training_the_transformer_without_pytorch_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(training, "_can_fine_tune", lambda: False)
-    with pytest.raises(ValueError, match=r"pip install -e \.\[train-transformer\]"):
+    with pytest.raises(ValueError, match=r"pip install -e \.\[train-transformer,crosslingual\]"):
         training.train_all(out=tmp_path, only=["polarity-en"])
     with pytest.raises(ValueError, match=r"unknown model 'polarity-xx'.*polarity-en-linear"):
         training.train_all(out=tmp_path, only=["polarity-xx"])

