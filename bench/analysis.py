@@ -12,7 +12,7 @@ search. In one run it measures:
    process (= per core) and per wall-second; then where the Reader's time goes, stage by stage.
 3. The baseline, in the same run: snownlp's bundled sentiment model on the same Chinese test
    rows (binary contract: P(positive) > 0.5) and its speed on 2,000 of the same CED posts.
-4. English: the shipped transformer (`polarity-en`) against the linear model it replaced as
+4. English: the shipped model (`polarity-en`) against the linear model it replaced as
    the default (`polarity-en-linear`), on SST-2 and TweetEval test and in speed on 2,000
    English CrisisLexT26 tweets (posts/s per core, and per wall-second with onnxruntime's
    threads).
@@ -227,7 +227,7 @@ def bench_english(data: Path) -> dict[str, Any]:
 
     zh = builtin_model("polarity-zh")
     readers = {
-        "polarity-en (transformer, shipped)": PolarityReader(zh, builtin_classifier("polarity-en")),
+        "polarity-en (shipped)": PolarityReader(zh, builtin_classifier("polarity-en")),
         "polarity-en-linear (baseline)": PolarityReader(zh, builtin_model("polarity-en-linear")),
     }
     sst = ds.sentiment_set(data, "sst2", "test")
@@ -399,7 +399,7 @@ def run(data: Path, ced: Path, *, quick: bool = False) -> dict[str, Any]:
     speed["sample"] = posts_info
     print("analysis: snownlp baseline (slow) …", file=sys.stderr)
     baseline = bench_snownlp(data, texts, raw, quick)
-    print("analysis: English, transformer against the linear model …", file=sys.stderr)
+    print("analysis: English, the shipped model against the linear model …", file=sys.stderr)
     english = bench_english(data)
     result: dict[str, Any] = {
         "models": models,
